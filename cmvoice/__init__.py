@@ -1,0 +1,67 @@
+"""cmvoice: a voice-call job queue for CM.com's Voice API, on Celery and Redis."""
+
+from cmvoice._version import __version__
+from cmvoice.client import VoiceApiClient
+from cmvoice.errors import (
+    AuthenticationFailed,
+    CmThrottled,
+    CmUnavailable,
+    CmUnreachable,
+    CmVoiceError,
+    InvalidEvent,
+    InvalidInstruction,
+    OutcomeUnknown,
+    RequestRefused,
+    VoiceApiError,
+)
+from cmvoice.events import (
+    CallQueued,
+    CallResult,
+    DtmfFinished,
+    NotificationFinished,
+    OtpFinished,
+    ResultCode,
+    parse_event,
+)
+from cmvoice.instructions import (
+    CodeType,
+    DtmfInstruction,
+    Gender,
+    NotificationInstruction,
+    OtpInstruction,
+    PromptType,
+    Voice,
+    VoicemailResponse,
+    parse_instruction,
+)
+
+__all__ = [
+    "AuthenticationFailed",
+    "CallQueued",
+    "CallResult",
+    "CmThrottled",
+    "CmUnavailable",
+    "CmUnreachable",
+    "CmVoiceError",
+    "CodeType",
+    "DtmfFinished",
+    "DtmfInstruction",
+    "Gender",
+    "InvalidEvent",
+    "InvalidInstruction",
+    "NotificationFinished",
+    "NotificationInstruction",
+    "OtpFinished",
+    "OtpInstruction",
+    "OutcomeUnknown",
+    "PromptType",
+    "RequestRefused",
+    "ResultCode",
+    "Voice",
+    "VoiceApiClient",
+    "VoiceApiError",
+    "VoicemailResponse",
+    "__version__",
+    "parse_event",
+    "parse_instruction",
+]

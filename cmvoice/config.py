@@ -1,0 +1,182 @@
+"""Settings: the only place that reads the environment (prefix ``CMVOICE_``, and ``.env``)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, TypeAlias
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cmvoice.errors import ConfigurationError
+
+#: CM's production endpoint.
+DEFAULT_API_URL = "https://api.cm.com/voiceapi/v2"
+#: Port of the embedded Redis that ``cmvoice dev`` and ``cmvoice worker`` start when no
+#: broker is configured; every cmvoice process on the machine finds it there.
+DEFAULT_EMBEDDED_REDIS_PORT = 16379
+#: Where the receiver listens by default, and so where the callback URLs point.
+DEFAULT_RECEIVER_PORT = 8090
+
+_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
+_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*(\d*)\s*(s|m|h))?\s*")
+
+
+def parse_duration(value: object) -> float:
+    """``30``, ``0.5``, ``30s``, ``5m``, ``1h``, ``250ms`` -> seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.fullmatch(str(value))
+    if not match:
+        raise ValueError("must be seconds (30, 0.5) or a number with a unit (250ms, 30s, 5m, 1h)")
+    return float(match.group(1)) * _UNITS[match.group(2) or ""]
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A number of calls per period; ``interval_s`` is the gap between two calls."""
+
+    count: float
+    period_s: float
+
+    @property
+    def interval_s(self) -> float:
+        return self.period_s / self.count
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.period_s
+
+    def __str__(self) -> str:
+        return f"{self.per_second:g}/s"
+
+
+def parse_rate(value: object) -> Rate:
+    """``10/s``, ``600/m``, ``5/10s``, or a bare ``10`` (per second) -> Rate."""
+    if isinstance(value, Rate):
+        return value
+    match = _RATE.fullmatch(str(value))
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError("must be a positive rate such as 10/s, 600/m or 5/10s")
+    count = float(match.group(1))
+    multiplier = float(match.group(2)) if match.group(2) else 1.0
+    period = multiplier * _UNITS[match.group(3) or "s"]
+    return Rate(count=count, period_s=period)
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+Duration: TypeAlias = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+CommaList: TypeAlias = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
+CodeList: TypeAlias = Annotated[list[int], NoDecode, BeforeValidator(_split_list)]
+
+
+class Settings(BaseSettings):
+    """Every ``CMVOICE_`` variable, with its default. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CMVOICE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        hide_input_in_errors=True,
+    )
+
+    # CM
+    product_token: SecretStr | None = None
+    api_url: str = DEFAULT_API_URL
+    http_timeout: Duration = 10.0
+    connect_timeout: Duration = 3.05
+    # Broker and ledger
+    broker_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".cmvoice")
+    embedded_redis_port: int = Field(default=DEFAULT_EMBEDDED_REDIS_PORT, ge=1, le=65535)
+    retention: Duration = 7 * 86400.0
+    # Limits
+    rate_limit: Annotated[Rate, BeforeValidator(parse_rate)] = Rate(10, 1)
+    max_concurrent_calls: int = Field(default=50, ge=1)
+    max_rate_wait: Duration = 5.0
+    # Dispatch and retries
+    dispatch_lease: Duration = 60.0
+    slot_lease: Duration = 900.0
+    max_dispatch_retries: int = Field(default=8, ge=0)
+    retry_backoff_max: Duration = 60.0
+    unknown_timeout: Duration = 900.0
+    unknown_policy: Literal["fail", "redial"] = "fail"
+    reconcile_interval: Duration = 10.0
+    # Callbacks and results
+    callback_base_url: str = f"http://127.0.0.1:{DEFAULT_RECEIVER_PORT}"
+    callback_secret: SecretStr | None = None
+    redial_codes: CodeList = Field(default_factory=lambda: [9, 12])
+    redial_delay: Duration = 300.0
+    redial_max_attempts: int = Field(default=3, ge=1)
+    result_tasks: CommaList = Field(default_factory=list)
+    # Flower
+    flower_user: str = "admin"
+    flower_password: SecretStr | None = None
+
+    @field_validator("product_token")
+    @classmethod
+    def _token_is_a_guid(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _GUID.fullmatch(value.get_secret_value()):
+            raise ValueError("must be a GUID such as 00000000-0000-0000-0000-000000000000")
+        return value
+
+    @field_validator("api_url", "callback_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The configured broker, or the embedded Redis every cmvoice process shares."""
+        return self.broker_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def effective_redis_url(self) -> str:
+        """Redis for the ledger and limiters: configured, or the broker when that is Redis."""
+        if self.redis_url:
+            return self.redis_url
+        broker = self.effective_broker_url
+        if broker.startswith(("redis://", "rediss://", "unix://")):
+            return broker
+        raise ConfigurationError(
+            "CMVOICE_REDIS_URL: required when CMVOICE_BROKER_URL is not a Redis URL "
+            "(the ledger and the rate limiter live in Redis)"
+        )
+
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning any invalid value into a message naming its variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            name = "CMVOICE_" + "_".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+        raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once. Tests call ``get_settings.cache_clear()``."""
+    return load_settings()

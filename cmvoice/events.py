@@ -1,0 +1,223 @@
+"""What CM sends back: call-queued answers and the *-finished callbacks, and ``parse_event``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+)
+
+from cmvoice.errors import InvalidEvent
+from cmvoice.privacy import mask_number, quote_value
+
+
+class ResultCode(IntEnum):
+    """The documented result codes of a finished call."""
+
+    CANCELLED = 9  # not answered within the ringing timeout
+    FINISHED = 10  # answered, and the app ran to its end
+    FAILED = 11  # the call could not be made
+    REJECTED = 12  # refused by the callee or the carrier
+
+
+def _assume_utc(value: object) -> object:
+    # CM's examples all end in Z; a timestamp without an offset is taken as UTC, not refused.
+    if isinstance(value, str) and value and value[-1].isdigit() and "+" not in value[10:]:
+        parsed = datetime.fromisoformat(value)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def format_timestamp(value: datetime) -> str:
+    """CM's timestamp format: UTC, milliseconds, a ``Z`` (``2018-02-09T11:00:31.752Z``)."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+Timestamp: TypeAlias = Annotated[
+    AwareDatetime,
+    BeforeValidator(_assume_utc),
+    PlainSerializer(format_timestamp, return_type=str, when_used="json"),
+]
+
+
+def _lowercase(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+CallId: TypeAlias = Annotated[
+    str,
+    BeforeValidator(_lowercase),
+    Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+]
+
+
+class _CmModel(BaseModel):
+    """What CM sends: hyphenated names, unknown fields tolerated (CM may add some)."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        alias_generator=lambda name: name.replace("_", "-"),
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        hide_input_in_errors=True,
+        frozen=True,
+    )
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON body as CM sends it."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class CallResult(_CmModel):
+    """How a call ended: CM's code and description, and the SIP disconnect cause if given."""
+
+    code: int
+    description: str = ""
+    sip_disconnect_code: str | None = None
+    sip_disconnect_reason: str | None = None
+
+    @property
+    def result_code(self) -> ResultCode | None:
+        """The code as a ResultCode, or None for a code the documentation does not list."""
+        try:
+            return ResultCode(self.code)
+        except ValueError:
+            return None
+
+
+class _Typed(_CmModel):
+    """An event with a ``type`` discriminator, always part of its payload."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        # ``type`` has a default; mark it as set so that to_payload() never drops it.
+        self.__pydantic_fields_set__.add("type")
+
+
+class _Finished(_Typed):
+    call_id: CallId
+    instruction_id: str | None = Field(default=None, max_length=64)
+    caller: str = Field(default="anonymous", max_length=25, repr=False)
+    callee: str = Field(max_length=25, repr=False)
+    result: CallResult
+    started_on: Timestamp
+    answered_on: Timestamp | None = None
+    finished_on: Timestamp
+
+
+class NotificationFinished(_Finished):
+    """Callback of the Notification app."""
+
+    type: Literal["notification-finished"] = "notification-finished"
+
+
+class OtpFinished(_Finished):
+    """Callback of the OTP app."""
+
+    type: Literal["otp-finished"] = "otp-finished"
+
+
+class DtmfFinished(_Finished):
+    """Callback of the Request-DTMF app; ``digits`` is empty when no valid input was given."""
+
+    type: Literal["dtmf-finished"] = "dtmf-finished"
+    digits: str = Field(default="", max_length=64)
+
+
+class CallQueued(_Typed):
+    """CM's answer to an accepted instruction: the call is queued under ``call_id``."""
+
+    type: Literal["call-queued"] = "call-queued"
+    call_id: CallId
+    instruction_id: str | None = None
+    caller: str | None = Field(default=None, repr=False)
+    callee: str | None = Field(default=None, repr=False)
+    success: bool = True
+    error: str | None = None
+
+
+FinishedEvent: TypeAlias = NotificationFinished | OtpFinished | DtmfFinished
+Event: TypeAlias = FinishedEvent | CallQueued
+
+#: Event classes by their ``type``.
+EVENT_TYPES: dict[str, type[Event]] = {
+    "notification-finished": NotificationFinished,
+    "otp-finished": OtpFinished,
+    "dtmf-finished": DtmfFinished,
+    "call-queued": CallQueued,
+}
+_QUEUED_ANSWER: TypeAdapter[list[CallQueued] | CallQueued] = TypeAdapter(
+    list[CallQueued] | CallQueued
+)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or "(body)"
+        value = error.get("input")
+        if field in ("callee", "caller") and isinstance(value, str):
+            shown = mask_number(value)
+        elif error["type"] == "missing":
+            shown = "nothing"
+        else:
+            shown = quote_value(value)
+        parts.append(f"{field}: {error['msg'].removeprefix('Value error, ')} (got {shown})")
+    return "; ".join(parts)
+
+
+def _load_json(raw: bytes | str | dict[str, Any] | list[Any]) -> Any:
+    if isinstance(raw, dict | list):
+        return raw
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEvent(f"malformed JSON: {exc}") from None
+
+
+def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
+    """Parse one event CM sent, choosing its class by ``type``.
+
+    Raises:
+        InvalidEvent: the body is not JSON, not an object, of an unknown type, or breaks the
+            event's schema. The message names the field; phone numbers are masked.
+    """
+    data = _load_json(raw)
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"an event must be a JSON object, got {type(data).__name__}")
+    event_type = data.get("type")
+    if event_type is None:
+        raise InvalidEvent("type: field required (got nothing)")
+    model = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
+    if model is None:
+        raise InvalidEvent(
+            f"type: unknown event type {quote_value(event_type)}; "
+            f"expected one of {', '.join(EVENT_TYPES)}"
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidEvent(f"invalid {event_type} event: {_describe(exc)}") from None
+
+
+def parse_call_queued(raw: bytes | str | dict[str, Any] | list[Any]) -> list[CallQueued]:
+    """Parse CM's answer to an instruction: one call-queued object or an array of them."""
+    data = _load_json(raw)
+    try:
+        answer = _QUEUED_ANSWER.validate_python(data)
+    except ValidationError as exc:
+        raise InvalidEvent(f"invalid call-queued answer: {_describe(exc)}") from None
+    return answer if isinstance(answer, list) else [answer]
