@@ -120,6 +120,7 @@ class Settings(BaseSettings):
     redial_delay: Duration = 300.0
     redial_max_attempts: int = Field(default=3, ge=1)
     result_tasks: CommaList = Field(default_factory=list)
+    result_queue: str = "cmvoice.results"
     # Flower
     flower_user: str = "admin"
     flower_password: SecretStr | None = None

@@ -1,0 +1,159 @@
+"""The callback receiver: CM's callbacks in, ``cmvoice.handle_result`` tasks out.
+
+It checks the signed URL before it reads the body, never calls CM and never waits on a worker:
+its only work is verify, parse, de-duplicate and publish.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from kombu.exceptions import OperationalError
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from cmvoice.errors import InvalidEvent
+from cmvoice.events import CallQueued, parse_event
+from cmvoice.runtime import Runtime, get_runtime
+from cmvoice.signing import CALLBACK_PATH, verify
+from cmvoice.worker import HANDLE_RESULT_TASK, RESULTS_QUEUE, app
+
+logger = logging.getLogger(__name__)
+
+#: Largest callback body accepted; CM's are well under 1 KiB.
+MAX_BODY_BYTES = 16 * 1024
+#: Fields never put in a task argument: they are personal data.
+NUMBER_FIELDS = ("callee", "caller")
+#: Publishing gives up quickly when the broker is down, so CM gets its 503 at once.
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+
+
+class ReceiverMetrics:
+    """Prometheus metrics of one receiver app (its own registry, so tests can make many)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.callbacks = Counter(
+            "cmvoice_callbacks_total",
+            "Callbacks accepted, by event type and result code",
+            ["type", "code"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "cmvoice_callbacks_rejected_total",
+            "Callbacks refused or ignored, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.publish_seconds = Histogram(
+            "cmvoice_callback_publish_seconds",
+            "Time to publish cmvoice.handle_result to the broker",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+
+
+def _problem(status: int, reason: str, message: str, metrics: ReceiverMetrics) -> JSONResponse:
+    metrics.rejected.labels(reason=reason).inc()
+    return JSONResponse({"error": reason, "message": message}, status_code=status)
+
+
+def create_app(runtime_factory: Callable[[], Runtime] = get_runtime) -> FastAPI:
+    """The receiver's ASGI app. ``runtime_factory`` gives the Redis and settings to use."""
+    api = FastAPI(title="cmvoice callback receiver", docs_url=None, redoc_url=None)
+    metrics = ReceiverMetrics()
+    api.state.metrics = metrics
+
+    def publish(event: dict[str, Any]) -> None:
+        app.send_task(
+            HANDLE_RESULT_TASK,
+            args=[event],
+            queue=RESULTS_QUEUE,
+            retry=True,
+            retry_policy=PUBLISH_RETRY_POLICY,
+        )
+
+    @api.post(CALLBACK_PATH + "/{instruction_id}/{signature}", status_code=204)
+    async def callback(instruction_id: str, signature: str, request: Request) -> Response:
+        runtime = runtime_factory()
+        # Verify first: an unsigned request costs us no parsing.
+        if not verify(instruction_id, signature, runtime.callback_secret):
+            return _problem(403, "bad_signature", "the callback URL's signature is wrong", metrics)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _problem(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", metrics)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return _problem(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", metrics)
+        try:
+            json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return _problem(400, "malformed_json", f"body is not JSON: {exc}", metrics)
+        try:
+            event = parse_event(body)
+        except InvalidEvent as exc:
+            return _problem(422, "invalid_event", str(exc), metrics)
+        if isinstance(event, CallQueued):
+            return _problem(422, "invalid_event", "call-queued is not a callback", metrics)
+        if event.instruction_id != instruction_id:
+            return _problem(
+                403, "id_mismatch", "the body's instruction-id does not match the URL", metrics
+            )
+        return await _accept(runtime, event.type, event.call_id, event.result.code, event)
+
+    async def _accept(runtime: Runtime, kind: str, call_id: str, code: int, event: Any) -> Response:
+        guard = f"cmvoice:callback:{call_id}:{kind}"
+        try:
+            fresh = await run_in_threadpool(
+                runtime.redis.set, guard, "1", nx=True, ex=int(runtime.settings.retention)
+            )
+        except (redis.RedisError, OSError):
+            return _problem(503, "broker_unavailable", "Redis unreachable; retry later", metrics)
+        if not fresh:
+            metrics.rejected.labels(reason="duplicate").inc()
+            return Response(status_code=204)
+        task_argument = event.to_payload()
+        for name in NUMBER_FIELDS:
+            task_argument.pop(name, None)
+        started = time.perf_counter()
+        try:
+            await run_in_threadpool(publish, task_argument)
+        except (OperationalError, redis.RedisError, OSError) as exc:
+            # Forget we saw it, so that CM's retry is not taken for a duplicate.
+            await run_in_threadpool(_forget, runtime, guard)
+            logger.warning("callback %s: broker unreachable (%s); answered 503", call_id, exc)
+            return _problem(503, "broker_unavailable", "broker unreachable; retry later", metrics)
+        metrics.publish_seconds.observe(time.perf_counter() - started)
+        metrics.callbacks.labels(type=kind, code=str(code)).inc()
+        return Response(status_code=204)
+
+    @api.get("/healthz")
+    def healthz() -> JSONResponse:
+        try:
+            runtime_factory().redis.ping()
+        except (redis.RedisError, OSError) as exc:
+            return JSONResponse({"status": "unavailable", "broker": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok", "broker": "reachable"})
+
+    @api.get("/metrics")
+    def prometheus_metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return api
+
+
+def _forget(runtime: Runtime, guard: str) -> None:
+    try:
+        runtime.redis.delete(guard)
+    except (redis.RedisError, OSError):
+        logger.debug("could not clear the duplicate guard %s", guard)

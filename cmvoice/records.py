@@ -1,0 +1,55 @@
+"""Views of ledger records for people: masked numbers, readable times, never the OTP code."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from cmvoice.ledger import CallRecord
+from cmvoice.privacy import mask_number
+
+#: Ledger fields holding Redis server times in milliseconds.
+_TIME_FIELDS = ("created_at", "updated_at", "sent_at", "due_at")
+#: Fields shown as they are, in this order, when present.
+_PLAIN_FIELDS = (
+    "campaign_id",
+    "call_id",
+    "result_code",
+    "result_description",
+    "digits",
+    "started_on",
+    "answered_on",
+    "finished_on",
+    "last_error",
+    "root_id",
+    "attempt_no",
+    "next_id",
+)
+
+
+def format_ms(value: str) -> str:
+    """A ledger time (ms since the epoch) as ISO 8601 UTC."""
+    if not value:
+        return ""
+    moment = datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def describe_record(record: CallRecord) -> dict[str, Any]:
+    """The record as a flat dict for ``cmvoice call status`` (callee and caller masked)."""
+    view: dict[str, Any] = {
+        "instruction_id": record.instruction_id,
+        "kind": record.kind,
+        "state": record.state.value,
+        "callee": mask_number(record.payload.get("callee")),
+        "caller": mask_number(record.payload.get("caller")),
+        "error_attempts": record.attempts,
+        "posts": record.get_int("posts"),
+    }
+    for name in _PLAIN_FIELDS:
+        if record.get(name):
+            view[name] = record.get(name)
+    for name in _TIME_FIELDS:
+        if record.get(name):
+            view[name] = format_ms(record.get(name))
+    return view

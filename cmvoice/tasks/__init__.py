@@ -1,0 +1,1 @@
+"""Celery tasks: dispatch, results, campaigns, maintenance (the reconciler)."""

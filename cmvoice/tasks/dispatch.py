@@ -1,0 +1,137 @@
+"""``cmvoice.dispatch``: claim one instruction, wait for the limits, POST it to CM, record why.
+
+The task's only argument is the instruction id (a claim check): the payload, the number and the
+OTP code stay in the ledger, out of the broker, Flower and the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from cmvoice.errors import AuthenticationFailed, VoiceApiError
+from cmvoice.instructions import MODELS
+from cmvoice.ledger import Claim
+from cmvoice.privacy import mask_number
+from cmvoice.producer import dispatch_later
+from cmvoice.runtime import Runtime, get_runtime
+from cmvoice.signing import callback_url
+from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, app
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a dispatch waits before asking again for a concurrency slot.
+SLOT_RETRY_S = 1.0
+#: Seconds the lease is extended past the request's own timeouts when the POST goes out.
+SENDING_LEASE_MARGIN_S = 30.0
+#: Seconds after a 401/403 during which no call of the account is sent (no retry storm).
+AUTH_FAILURE_HOLD_S = 300.0
+
+
+def _auth_breaker_key(runtime: Runtime) -> str:
+    return f"cmvoice:auth_failed:{runtime.account}"
+
+
+def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
+    """Run one dispatch; returns a short outcome for the task result and the logs."""
+    settings = runtime.settings
+    claim = runtime.ledger.claim(instruction_id, lease_s=settings.dispatch_lease)
+    if claim is None:
+        logger.warning("dispatch %s: no such instruction in the ledger", instruction_id)
+        return "missing"
+    if not isinstance(claim, Claim):
+        # Another delivery of this task has it, or it is done: never POST twice.
+        logger.info("dispatch %s: already %s, nothing to do", instruction_id, claim.value)
+        return f"skipped: {claim.value}"
+
+    if runtime.redis.exists(_auth_breaker_key(runtime)):
+        reason = "CM refused the product token minutes ago; not sent (fix CMVOICE_PRODUCT_TOKEN)"
+        runtime.ledger.fail(instruction_id, reason, claim=claim)
+        return "failed: bad token"
+
+    if not runtime.slots.acquire(instruction_id):
+        runtime.ledger.release(claim, due_in_s=SLOT_RETRY_S, error="")
+        dispatch_later(runtime, instruction_id, SLOT_RETRY_S)
+        return "waiting for a concurrency slot"
+
+    reservation = runtime.rate_limiter.reserve(max_wait_s=settings.max_rate_wait)
+    if not reservation.granted:
+        # The next free slot is far away: give the thread back instead of sleeping in it.
+        runtime.slots.release(instruction_id)
+        delay = max(reservation.wait_s - settings.max_rate_wait / 2, 0.05)
+        runtime.ledger.release(claim, due_in_s=delay)
+        dispatch_later(runtime, instruction_id, delay)
+        return "waiting for the rate limit"
+    if reservation.wait_s > 0:
+        time.sleep(reservation.wait_s)
+
+    return _post(runtime, claim)
+
+
+def _post(runtime: Runtime, claim: Claim) -> str:
+    settings = runtime.settings
+    record = claim.record
+    iid = record.instruction_id
+    lease = settings.connect_timeout + settings.http_timeout + SENDING_LEASE_MARGIN_S
+    if not runtime.ledger.mark_sending(claim, lease_s=lease):
+        runtime.slots.release(iid)
+        logger.warning("dispatch %s: claim lost before sending; another worker has it", iid)
+        return "skipped: claim lost"
+
+    payload = dict(record.payload)
+    if claim.code is not None:
+        payload["code"] = claim.code
+    payload["instruction-id"] = iid
+    payload["callback-url"] = callback_url(settings.callback_base_url, iid, runtime.callback_secret)
+    app_path = MODELS[record.kind].app
+    callee = mask_number(record.payload.get("callee"))
+    try:
+        answers = runtime.voice_client.send_payload(app_path, payload)
+    except VoiceApiError as exc:
+        return _after_error(runtime, claim, exc, callee)
+    call_id = answers[0].call_id if answers else ""
+    runtime.ledger.placed(claim, call_id)
+    logger.info("dispatch %s: placed %s call to %s as %s", iid, record.kind, callee, call_id)
+    return "placed"
+
+
+def _after_error(runtime: Runtime, claim: Claim, exc: VoiceApiError, callee: str) -> str:
+    iid = claim.record.instruction_id
+    decision = runtime.retry_policy.decide(exc, claim.record.attempts)
+    if decision.action == "retry":
+        runtime.slots.release(iid)
+        runtime.ledger.release(
+            claim,
+            due_in_s=decision.delay_s,
+            error=decision.reason,
+            count_attempt=decision.counts_as_attempt,
+        )
+        dispatch_later(runtime, iid, decision.delay_s)
+        logger.warning(
+            "dispatch %s to %s: %s; retrying in %.1fs", iid, callee, exc, decision.delay_s
+        )
+        return f"retry in {decision.delay_s:.1f}s"
+    if decision.action == "unknown":
+        # Keep the concurrency slot: the call may be ringing; the callback or the lease frees it.
+        runtime.ledger.unknown(claim, decision.reason)
+        logger.warning("dispatch %s to %s: outcome unknown: %s", iid, callee, exc)
+        return "unknown"
+    runtime.slots.release(iid)
+    runtime.ledger.fail(iid, decision.reason, claim=claim)
+    if isinstance(exc, AuthenticationFailed):
+        runtime.redis.set(_auth_breaker_key(runtime), "1", ex=int(AUTH_FAILURE_HOLD_S))
+        logger.critical(
+            "CM refused the product token (%s): failing every dispatch for %ds without sending; "
+            "check CMVOICE_PRODUCT_TOKEN",
+            exc.status_code,
+            AUTH_FAILURE_HOLD_S,
+        )
+    else:
+        logger.error("dispatch %s to %s failed: %s", iid, callee, exc)
+    return "failed"
+
+
+@app.task(name=DISPATCH_TASK, queue=DISPATCH_QUEUE, acks_late=True, reject_on_worker_lost=True)
+def dispatch(instruction_id: str) -> str:
+    """POST the instruction ``instruction_id`` to CM, exactly once."""
+    return dispatch_instruction(get_runtime(), instruction_id)

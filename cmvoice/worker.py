@@ -1,0 +1,84 @@
+"""The Celery app: queues, serializer, acknowledgement and visibility settings.
+
+``celery -A cmvoice.worker worker`` works; ``cmvoice worker`` starts it with defaults made for
+this I/O-bound work. The configuration is read lazily from Settings, on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from cmvoice.config import Settings, get_settings
+from cmvoice.schedule import MAX_COUNTDOWN_S
+
+DISPATCH_QUEUE = "cmvoice.dispatch"
+RESULTS_QUEUE = "cmvoice.results"
+CAMPAIGNS_QUEUE = "cmvoice.campaigns"
+ALL_QUEUES = (DISPATCH_QUEUE, RESULTS_QUEUE, CAMPAIGNS_QUEUE)
+
+#: Task names: the public interface of the queue (DESIGN.md).
+DISPATCH_TASK = "cmvoice.dispatch"
+HANDLE_RESULT_TASK = "cmvoice.handle_result"
+RECONCILE_TASK = "cmvoice.reconcile"
+
+#: Seconds a message may stay unacknowledged before Redis hands it to another worker. It must
+#: exceed the longest countdown the code produces (MAX_COUNTDOWN_S) plus a dispatch's own time,
+#: or a waiting retry would be delivered twice. The ledger makes a second delivery harmless;
+#: this keeps it rare.
+VISIBILITY_TIMEOUT_S = int(MAX_COUNTDOWN_S * 10)
+
+TASK_MODULES = ["cmvoice.tasks.dispatch", "cmvoice.tasks.results", "cmvoice.tasks.maintenance"]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings derived from cmvoice's Settings."""
+    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    return {
+        "broker_url": settings.effective_broker_url,
+        "result_backend": settings.effective_redis_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        # JSON only: a pickled message could run code, and JSON is readable in Flower.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "event_serializer": "json",
+        # Results are in the ledger; the result backend is for tasks that need one.
+        "task_ignore_result": True,
+        # Ack after the task ran, and give the message back if the worker dies meanwhile:
+        # the ledger's claim makes the redelivery harmless.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_queues": [Queue(name) for name in ALL_QUEUES],
+        "task_default_queue": DISPATCH_QUEUE,
+        "task_routes": {
+            DISPATCH_TASK: {"queue": DISPATCH_QUEUE},
+            HANDLE_RESULT_TASK: {"queue": RESULTS_QUEUE},
+            RECONCILE_TASK: {"queue": RESULTS_QUEUE},
+            "cmvoice.campaign.*": {"queue": CAMPAIGNS_QUEUE},
+        },
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "beat_schedule": {
+            "cmvoice-reconcile": {
+                "task": RECONCILE_TASK,
+                "schedule": settings.reconcile_interval,
+                "options": {"expires": max(settings.reconcile_interval, 1.0)},
+            }
+        },
+    }
+
+
+def create_app(settings_factory: Any = get_settings) -> Celery:
+    """A Celery app configured lazily from ``settings_factory()``."""
+    celery_app = Celery("cmvoice", include=TASK_MODULES, set_as_current=True)
+    celery_app.add_defaults(lambda: celery_config(settings_factory()))
+    return celery_app
+
+
+app = create_app()
