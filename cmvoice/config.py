@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeAlias
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from cmvoice.errors import ConfigurationError
 
@@ -102,17 +102,19 @@ class Settings(BaseSettings):
     embedded_redis_port: int = Field(default=DEFAULT_EMBEDDED_REDIS_PORT, ge=1, le=65535)
     retention: Duration = 7 * 86400.0
     # Limits
-    rate_limit: Annotated[Rate, BeforeValidator(parse_rate)] = Rate(10, 1)
+    rate_limit: Annotated[Rate, NoDecode, BeforeValidator(parse_rate)] = Rate(10, 1)
     max_concurrent_calls: int = Field(default=50, ge=1)
     max_rate_wait: Duration = 5.0
     # Dispatch and retries
     dispatch_lease: Duration = 60.0
     slot_lease: Duration = 900.0
     max_dispatch_retries: int = Field(default=8, ge=0)
+    retry_backoff_base: Duration = 1.0
     retry_backoff_max: Duration = 60.0
     unknown_timeout: Duration = 900.0
     unknown_policy: Literal["fail", "redial"] = "fail"
     reconcile_interval: Duration = 10.0
+    requeue_grace: Duration = 30.0
     # Callbacks and results
     callback_base_url: str = f"http://127.0.0.1:{DEFAULT_RECEIVER_PORT}"
     callback_secret: SecretStr | None = None
@@ -169,10 +171,15 @@ def load_settings() -> Settings:
     """Read the settings, turning any invalid value into a message naming its variable."""
     try:
         return Settings()
+    except SettingsError as exc:
+        # pydantic-settings could not even decode a value: name the variable it came from.
+        match = re.search(r'field "(\w+)"', str(exc))
+        name = f"CMVOICE_{match.group(1).upper()}" if match else "a CMVOICE_ variable"
+        raise ConfigurationError(f"invalid configuration:\n  {name}: cannot be parsed") from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):
-            name = "CMVOICE_" + "_".join(str(part) for part in error["loc"]).upper()
+            name = f"CMVOICE_{str(error['loc'][0]).upper()}" if error["loc"] else "CMVOICE_?"
             problems.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
         raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(problems)) from None
 

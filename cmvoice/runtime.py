@@ -81,7 +81,9 @@ class Runtime:
     @cached_property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
-            self.settings.max_dispatch_retries, backoff_max_s=self.settings.retry_backoff_max
+            self.settings.max_dispatch_retries,
+            backoff_base_s=self.settings.retry_backoff_base,
+            backoff_max_s=self.settings.retry_backoff_max,
         )
 
     @cached_property

@@ -24,7 +24,9 @@ def sign(instruction_id: str, secret: str) -> str:
 
 def verify(instruction_id: str, signature: str, secret: str) -> bool:
     """True when ``signature`` is the signature of ``instruction_id``; constant time."""
-    return hmac.compare_digest(sign(instruction_id, secret), signature)
+    # Compare bytes: compare_digest refuses non-ASCII str, and a URL may carry anything.
+    given = signature.encode("utf-8", errors="replace")
+    return hmac.compare_digest(sign(instruction_id, secret).encode(), given)
 
 
 def callback_url(base_url: str, instruction_id: str, secret: str) -> str:

@@ -159,6 +159,7 @@ def worker(stack: Stack) -> Iterator[Any]:
     """A real Celery worker (thread pool) in this process, consuming every cmvoice queue."""
     from celery.contrib.testing.worker import start_worker
 
+    import tests.result_tasks  # noqa: F401 - registers the application's result task
     from cmvoice.worker import ALL_QUEUES, app
 
     app.loader.import_default_modules()

@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 import time
 
+from celery.signals import worker_ready
+
+from cmvoice.client import VoiceApiClient
 from cmvoice.errors import AuthenticationFailed, VoiceApiError
 from cmvoice.instructions import MODELS
 from cmvoice.ledger import Claim
@@ -22,8 +25,6 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a dispatch waits before asking again for a concurrency slot.
 SLOT_RETRY_S = 1.0
-#: Seconds the lease is extended past the request's own timeouts when the POST goes out.
-SENDING_LEASE_MARGIN_S = 30.0
 #: Seconds after a 401/403 during which no call of the account is sent (no retry storm).
 AUTH_FAILURE_HOLD_S = 300.0
 
@@ -54,6 +55,9 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
         dispatch_later(runtime, instruction_id, SLOT_RETRY_S)
         return "waiting for a concurrency slot"
 
+    # Build the HTTP client now, not after the rate-limit sleep: a first call that sets it up
+    # after its slot would reach CM late and bunch up with the next one.
+    client = runtime.voice_client
     reservation = runtime.rate_limiter.reserve(max_wait_s=settings.max_rate_wait)
     if not reservation.granted:
         # The next free slot is far away: give the thread back instead of sleeping in it.
@@ -65,14 +69,15 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
     if reservation.wait_s > 0:
         time.sleep(reservation.wait_s)
 
-    return _post(runtime, claim)
+    return _post(runtime, client, claim)
 
 
-def _post(runtime: Runtime, claim: Claim) -> str:
+def _post(runtime: Runtime, client: VoiceApiClient, claim: Claim) -> str:
     settings = runtime.settings
     record = claim.record
     iid = record.instruction_id
-    lease = settings.connect_timeout + settings.http_timeout + SENDING_LEASE_MARGIN_S
+    # Long enough for the request's own timeouts, plus a dispatch lease to record the answer.
+    lease = settings.connect_timeout + settings.http_timeout + settings.dispatch_lease
     if not runtime.ledger.mark_sending(claim, lease_s=lease):
         runtime.slots.release(iid)
         logger.warning("dispatch %s: claim lost before sending; another worker has it", iid)
@@ -86,7 +91,7 @@ def _post(runtime: Runtime, claim: Claim) -> str:
     app_path = MODELS[record.kind].app
     callee = mask_number(record.payload.get("callee"))
     try:
-        answers = runtime.voice_client.send_payload(app_path, payload)
+        answers = client.send_payload(app_path, payload)
     except VoiceApiError as exc:
         return _after_error(runtime, claim, exc, callee)
     call_id = answers[0].call_id if answers else ""
@@ -129,6 +134,14 @@ def _after_error(runtime: Runtime, claim: Claim, exc: VoiceApiError, callee: str
     else:
         logger.error("dispatch %s to %s failed: %s", iid, callee, exc)
     return "failed"
+
+
+@worker_ready.connect
+def _warm_up(**_: object) -> None:
+    """Build the runtime when the worker starts, not in the first dispatch's time slot."""
+    runtime = get_runtime()
+    runtime.voice_client  # noqa: B018 - building it is the point
+    runtime.callback_secret  # noqa: B018
 
 
 @app.task(name=DISPATCH_TASK, queue=DISPATCH_QUEUE, acks_late=True, reject_on_worker_lost=True)

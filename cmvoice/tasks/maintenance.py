@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from kombu.exceptions import ChannelError
+
 from cmvoice.ledger import CallState
 from cmvoice.producer import publish_dispatch
 from cmvoice.runtime import Runtime, get_runtime
@@ -17,8 +19,6 @@ from cmvoice.worker import DISPATCH_QUEUE, RECONCILE_TASK, app
 
 logger = logging.getLogger(__name__)
 
-#: Seconds past its due time after which a QUEUED call whose message seems lost is republished.
-REQUEUE_GRACE_S = 30.0
 #: Records handled per state in one pass: bounded work, the next pass does the rest.
 BATCH = 500
 
@@ -45,6 +45,9 @@ def dispatch_queue_length() -> int | None:
             channel: Any = connection.default_channel
             declared = channel.queue_declare(queue=DISPATCH_QUEUE, passive=True)
             return int(declared.message_count)
+    except ChannelError:
+        # A passive declare of a queue that does not exist: Redis drops empty lists.
+        return 0
     except Exception:  # any broker error: just skip the step that needs the number
         logger.debug("could not read the dispatch queue length", exc_info=True)
         return None
@@ -113,7 +116,7 @@ def reconcile(runtime: Runtime) -> ReconcileReport:
 
     # 3. QUEUED long past due while the queue is empty: the message was lost (a worker killed
     #    with it prefetched, a broker restarted without it). Republish; the claim dedupes.
-    overdue = now - int(REQUEUE_GRACE_S * 1000)
+    overdue = now - int(settings.requeue_grace * 1000)
     stale = ledger.ids_in(CallState.QUEUED, max_score_ms=overdue, limit=BATCH)
     if stale and dispatch_queue_length() == 0:
         publish_dispatch(stale)

@@ -1,0 +1,304 @@
+"""The callback receiver over real HTTP: authentication, refusals, duplicates, broker outages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cmvoice.embedded_redis import EmbeddedRedis, free_port
+from cmvoice.ledger import CallLedger, CallState
+from cmvoice.runtime import get_runtime
+from cmvoice.signing import callback_url, sign, verify
+from cmvoice.tasks.maintenance import reconcile
+from tests.conftest import CALLEE, CALLER, TEST_SECRET, Stack, wait_for
+from tests.workers import CMVOICE, WorkerProcess, worker_env
+
+CALL_ID = "6d0f176e-00ac-4de2-a04d-b3f7c895adb0"
+
+
+def finished_event(instruction_id: str, call_id: str = CALL_ID, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "notification-finished",
+        "call-id": call_id,
+        "instruction-id": instruction_id,
+        "caller": CALLER,
+        "callee": CALLEE,
+        "result": {"code": 10, "description": "Finished"},
+        "started-on": "2026-02-09T11:00:31.752Z",
+        "answered-on": "2026-02-09T11:00:37.972Z",
+        "finished-on": "2026-02-09T11:00:48.112Z",
+        **extra,
+    }
+
+
+def results_queue_length(redis_url: str) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.llen("cmvoice.results"))
+    finally:
+        client.close()
+
+
+def post(url: str, body: Any, **kwargs: Any) -> requests.Response:
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    return requests.post(url, data=data, timeout=10, **kwargs)
+
+
+# --- signing: a pure function ------------------------------------------------------------
+
+
+def test_a_signature_verifies_only_for_its_own_id_and_secret() -> None:
+    signature = sign("call-1", "secret")
+    assert verify("call-1", signature, "secret")
+    assert not verify("call-2", signature, "secret")
+    assert not verify("call-1", signature, "other-secret")
+    assert not verify("call-1", signature[:-1] + "0", "secret") or signature.endswith("0")
+    assert not verify("call-1", "é" * 32, "secret"), "a non-ASCII signature is refused, not a crash"
+
+
+def test_the_callback_url_fits_cms_256_characters_for_the_longest_id() -> None:
+    url = callback_url("https://callbacks.example.com/cmvoice", "x" * 64, "secret")
+    assert len(url) <= 256
+    assert url.startswith("https://callbacks.example.com/cmvoice/callbacks/cm/" + "x" * 64 + "/")
+
+
+# --- refusals: nothing published, ledger unchanged ----------------------------------------
+
+
+@pytest.fixture
+def placed_call(stack: Stack) -> str:
+    """A PLACED record, as if dispatch had just POSTed it."""
+    ledger = get_runtime().ledger
+    ledger.create("placed-1", "notification", {"callee": CALLEE, "caller": CALLER, "prompt": "x"})
+    claim = ledger.claim("placed-1", lease_s=30)
+    assert not isinstance(claim, CallState | None)
+    ledger.mark_sending(claim, lease_s=30)
+    ledger.placed(claim, CALL_ID)
+    return "placed-1"
+
+
+def signed_url(stack: Stack, instruction_id: str) -> str:
+    return callback_url(stack.receiver_url, instruction_id, TEST_SECRET)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected_status"),
+    [
+        ("forged signature", 403),
+        ("mismatched id", 403),
+        ("malformed json", 400),
+        ("oversize body", 413),
+        ("unknown type", 422),
+        ("missing fields", 422),
+    ],
+)
+def test_a_bad_callback_gets_a_4xx_and_changes_nothing(
+    stack: Stack, placed_call: str, case: str, expected_status: int
+) -> None:
+    url = signed_url(stack, placed_call)
+    body: Any = finished_event(placed_call)
+    if case == "forged signature":
+        url = f"{stack.receiver_url}/callbacks/cm/{placed_call}/{'0' * 32}"
+    elif case == "mismatched id":
+        body = finished_event("another-call")
+    elif case == "malformed json":
+        body = b'{"type": "notification-finished",'
+    elif case == "oversize body":
+        body = finished_event(placed_call, padding="x" * 100_000)
+    elif case == "unknown type":
+        body = {**body, "type": "sms-finished"}
+    elif case == "missing fields":
+        body = {"type": "notification-finished", "instruction-id": placed_call}
+
+    response = post(url, body)
+
+    assert response.status_code == expected_status, response.text
+    assert results_queue_length(stack.redis_url) == 0
+    record = get_runtime().ledger.get(placed_call)
+    assert record is not None
+    assert record.state is CallState.PLACED
+    assert CALLEE not in response.text
+
+
+def test_a_refused_callback_says_why_in_its_body(stack: Stack, placed_call: str) -> None:
+    response = post(signed_url(stack, placed_call), {**finished_event(placed_call), "type": "x"})
+    assert response.status_code == 422
+    assert "unknown event type" in response.json()["message"]
+
+
+def test_the_same_callback_posted_three_times_is_published_once(
+    stack: Stack, placed_call: str
+) -> None:
+    url = signed_url(stack, placed_call)
+
+    statuses = [post(url, finished_event(placed_call)).status_code for _ in range(3)]
+
+    assert statuses == [204, 204, 204]
+    assert results_queue_length(stack.redis_url) == 1
+    metrics = requests.get(stack.receiver_url + "/metrics", timeout=5).text
+    assert 'cmvoice_callbacks_total{code="10",type="notification-finished"} 1.0' in metrics
+    assert 'cmvoice_callbacks_rejected_total{reason="duplicate"} 2.0' in metrics
+
+
+def test_the_published_task_carries_no_phone_number(stack: Stack, placed_call: str) -> None:
+    post(signed_url(stack, placed_call), finished_event(placed_call))
+
+    client = redis.Redis.from_url(stack.redis_url)
+    message = client.lindex("cmvoice.results", 0)
+    client.close()
+
+    assert message is not None
+    assert CALLEE.encode() not in message
+    assert CALLER.encode() not in message
+    assert CALLEE[1:].encode() not in message
+
+
+def test_health_and_metrics_answer(stack: Stack) -> None:
+    health = requests.get(stack.receiver_url + "/healthz", timeout=5)
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    metrics = requests.get(stack.receiver_url + "/metrics", timeout=5)
+    assert "cmvoice_callback_publish_seconds" in metrics.text
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["notification-finished", "dtmf-finished", "x"])},
+            optional={
+                "call-id": st.one_of(st.just(CALL_ID), st.text(max_size=40)),
+                "instruction-id": st.one_of(st.just("placed-1"), st.text(max_size=70)),
+                "result": json_values,
+                "started-on": st.one_of(st.text(max_size=30), st.just("2026-02-09T11:00:31Z")),
+                "finished-on": st.one_of(st.text(max_size=30), st.just("2026-02-09T11:00:31Z")),
+                "digits": json_values,
+            },
+        ),
+    ),
+    signature=st.one_of(st.just("valid"), st.text(min_size=1, max_size=40)),
+)
+def test_generated_callbacks_never_get_a_5xx_while_the_broker_is_up(
+    stack: Stack, body: Any, signature: str
+) -> None:
+    sig = sign("placed-1", TEST_SECRET) if signature == "valid" else signature
+    url = f"{stack.receiver_url}/callbacks/cm/placed-1/{requests.utils.quote(sig, safe='')}"
+
+    response = post(url, body)
+
+    assert response.status_code < 500, response.text
+
+
+# --- UNKNOWN resolution --------------------------------------------------------------------
+
+
+def test_a_callback_for_an_unknown_call_settles_it_and_nothing_is_redialed(
+    stack: Stack, worker: Any
+) -> None:
+    # Given a call whose POST timed out: UNKNOWN
+    ledger = get_runtime().ledger
+    ledger.create("unknown-1", "notification", {"callee": CALLEE, "caller": CALLER, "prompt": "x"})
+    claim = ledger.claim("unknown-1", lease_s=30)
+    assert not isinstance(claim, CallState | None)
+    ledger.mark_sending(claim, lease_s=30)
+    ledger.unknown(claim, "read timeout")
+
+    # When CM's callback arrives after all
+    assert post(signed_url(stack, "unknown-1"), finished_event("unknown-1")).status_code == 204
+
+    # Then the call is FINISHED, and the reconciler dispatches nothing
+    wait_for(lambda: ledger.get("unknown-1").state is CallState.FINISHED)
+    reconcile(get_runtime())
+    record = ledger.get("unknown-1")
+    assert record is not None
+    assert record.state is CallState.FINISHED
+    assert record.get_int("posts") == 1
+    assert stack.calls() == []
+
+
+# --- broker outage ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(data_dir=tmp_path / "redis", persistent=True)
+    with server:
+        yield server
+
+
+@pytest.mark.slow
+def test_with_the_broker_down_callbacks_get_503_and_a_retry_later_is_handled(
+    own_broker: EmbeddedRedis, tmp_path: Path
+) -> None:
+    # Given a receiver process on its own broker, and a placed call in that broker's ledger
+    port = free_port()
+    settings = {"broker_url": own_broker.url, "callback_secret": "outage-secret"}
+    log = (tmp_path / "receiver.log").open("wb")
+    receiver = subprocess.Popen(
+        [CMVOICE, "receiver", "--port", str(port), "--log-level", "warning"],
+        env=worker_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    ledger = CallLedger(redis.Redis.from_url(own_broker.url))
+    iid = str(uuid.uuid4())
+    ledger.create(iid, "notification", {"callee": CALLEE, "caller": CALLER, "prompt": "x"})
+    claim = ledger.claim(iid, lease_s=60)
+    assert not isinstance(claim, CallState | None)
+    ledger.mark_sending(claim, lease_s=60)
+    ledger.placed(claim, CALL_ID)
+    url = callback_url(base, iid, "outage-secret")
+
+    def receiver_up() -> bool:
+        try:
+            return requests.get(base + "/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    worker: WorkerProcess | None = None
+    try:
+        wait_for(receiver_up, timeout_s=20, interval_s=0.1)
+
+        # When the broker goes down, CM's callback is answered 503 (so CM may retry)
+        own_broker.stop()
+        assert post(url, finished_event(iid)).status_code == 503
+        assert requests.get(base + "/healthz", timeout=10).status_code == 503
+
+        # And when it is back, the retried callback is accepted and handled
+        own_broker.start()
+        response = post(url, finished_event(iid))
+        assert response.status_code == 204, response.text
+        worker = WorkerProcess(settings, tmp_path / "worker.log", name="outage")
+        wait_for(lambda: ledger.get(iid).state is CallState.FINISHED, timeout_s=30)
+    finally:
+        if worker is not None:
+            worker.stop()
+        receiver.terminate()
+        receiver.wait(10)
+        log.close()
+    record = ledger.get(iid)
+    assert record is not None
+    assert record.get("result_code") == "10"

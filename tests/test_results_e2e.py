@@ -1,0 +1,90 @@
+"""Result handling end to end: redial policy, DTMF digits, outcomes delivered once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cmvoice.ledger import CallState
+from cmvoice.outcomes import CallOutcome, on_result, remove_hook
+from cmvoice.producer import enqueue
+from cmvoice.runtime import get_runtime
+from tests.conftest import CALLER, Stack, wait_for
+from tests.result_tasks import received_outcomes
+
+RESULT_TASK = "tests.record_outcome"
+
+
+def finals(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in outcomes if o["final"]]
+
+
+def test_a_number_that_never_answers_is_dialed_max_attempts_times(
+    stack: Stack, worker: Any
+) -> None:
+    # Given a redial policy of three attempts and a number ending in 09 (never answers)
+    stack.make_runtime(result_tasks=RESULT_TASK, redial_max_attempts=3, redial_delay=0.05)
+    callee = "+31612345609"
+
+    ticket = enqueue({"callee": callee, "caller": CALLER, "prompt": "Please call us back."})
+
+    # Then the user's task gets exactly one final outcome, code 9 on the third attempt
+    wait_for(lambda: finals(received_outcomes()))
+    final = finals(received_outcomes())
+    assert len(final) == 1
+    assert final[0]["result_code"] == 9
+    assert final[0]["attempt"] == 3
+    assert final[0]["root_instruction_id"] == ticket.instruction_id
+    assert len([c for c in stack.calls() if c["callee"] == callee]) == 3
+    non_final = [o for o in received_outcomes() if not o["final"]]
+    assert [o["attempt"] for o in non_final] == [1, 2]
+    assert "callee" not in final[0], "outcomes carry no phone number"
+
+
+def test_a_number_answering_on_the_second_try_ends_with_code_10(stack: Stack, worker: Any) -> None:
+    stack.make_runtime(result_tasks=RESULT_TASK, redial_max_attempts=3)
+    callee = "+31612345678"
+    stack.scenario(callee, {"code": 9}, {"code": 10})
+
+    ticket = enqueue({"callee": callee, "caller": CALLER, "prompt": "Your order shipped."})
+
+    wait_for(lambda: finals(received_outcomes()))
+    final = finals(received_outcomes())
+    assert [(o["result_code"], o["attempt"]) for o in final] == [(10, 2)]
+    assert len([c for c in stack.calls() if c["callee"] == callee]) == 2
+    first = get_runtime().ledger.get(ticket.instruction_id)
+    assert first is not None
+    assert first.get("next_id") == final[0]["instruction_id"]
+
+
+def test_dtmf_digits_pressed_reach_the_application(stack: Stack, worker: Any) -> None:
+    stack.make_runtime(result_tasks=RESULT_TASK)
+    stack.scenario("+31612345670", {"code": 10, "keys": ["1", "4321#"]})
+    stack.scenario("+31612345671", {"code": 10, "keys": ["1", "99#", "#"]})
+    dtmf = {"caller": CALLER, "prompt": "Enter your PIN.", "min-digits": 4, "max-digits": 4}
+
+    valid = enqueue({**dtmf, "callee": "+31612345670", "max-attempts": 2})
+    invalid = enqueue({**dtmf, "callee": "+31612345671", "max-attempts": 3})
+
+    wait_for(lambda: len(received_outcomes()) == 2)
+    by_id = {o["instruction_id"]: o for o in received_outcomes()}
+    assert by_id[valid.instruction_id]["digits"] == "4321"
+    assert by_id[invalid.instruction_id]["digits"] == ""
+    record = get_runtime().ledger.get(valid.instruction_id)
+    assert record is not None
+    assert record.get("digits") == "4321"
+
+
+def test_python_hooks_receive_each_outcome_once(stack: Stack, worker: Any) -> None:
+    seen: list[CallOutcome] = []
+    hook = on_result(seen.append)
+    try:
+        ticket = enqueue({"callee": "+31612345677", "caller": CALLER, "prompt": "Hello."})
+        wait_for(lambda: seen)
+        wait_for(
+            lambda: get_runtime().ledger.get(ticket.instruction_id).state is CallState.FINISHED
+        )
+    finally:
+        remove_hook(hook)
+    assert [(o.instruction_id, o.result_code, o.final) for o in seen] == [
+        (ticket.instruction_id, 10, True)
+    ]
