@@ -6,9 +6,13 @@ import json
 import logging
 import re
 import time
+from collections.abc import Mapping
+from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
+import phonenumbers
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
@@ -27,6 +31,7 @@ from cmvoice.errors import (
 )
 from cmvoice.events import CallQueued, parse_call_queued
 from cmvoice.instructions import Instruction
+from cmvoice.privacy import mask_number
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +45,9 @@ DEFAULT_POOL_SIZE = 64
 MAX_BODY_CHARS = 500
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_DELAY_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+#: What a repr or an exception text shows instead of the product token.
+HIDDEN = "********"
 
 
 class VoiceApiClient:
@@ -84,10 +92,22 @@ class VoiceApiClient:
         return session
 
     def __repr__(self) -> str:
-        return f"VoiceApiClient(api_url={self.api_url!r}, product_token='********')"
+        return f"VoiceApiClient(api_url={self.api_url!r}, product_token='{HIDDEN}')"
 
     def close(self) -> None:
+        """Close the session's pooled connections."""
         self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def send(self, instruction: Instruction) -> list[CallQueued]:
         """POST ``instruction`` to its app; return CM's call-queued answer(s).
@@ -108,24 +128,65 @@ class VoiceApiClient:
         }
         started = time.monotonic()
         try:
+            # No redirects: a redirected POST turns into a GET, and requests would carry the
+            # X-CM-PRODUCTTOKEN header to whatever host the Location names.
             response = self._session.post(
-                url, data=json.dumps(payload), headers=headers, timeout=self.timeout
+                url,
+                data=json.dumps(payload),
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             raise _classify_transport_error(exc, app) from None
         elapsed_ms = (time.monotonic() - started) * 1000
         logger.debug("POST /%s -> %s in %.0f ms", app, response.status_code, elapsed_ms)
+        # CM's answer may echo what it was sent: keep the token, numbers and code out of it.
+        text = _redact(response.text, self._token, payload)
         if 200 <= response.status_code < 300:
             try:
-                return parse_call_queued(response.content)
+                answers = parse_call_queued(response.content)
             except InvalidEvent as exc:
                 # CM answered 2xx, so it accepted the instruction, but we cannot read the answer.
                 raise OutcomeUnknown(
-                    f"CM accepted /{app} but its answer is unreadable: {exc}",
+                    _redact(f"CM accepted /{app} but its answer is unreadable: {exc}", "", payload),
                     status_code=response.status_code,
-                    body=response.text[:MAX_BODY_CHARS],
+                    body=text[:MAX_BODY_CHARS],
                 ) from None
-        raise classify_status(response.status_code, response.text, response.headers, app)
+            refused = [answer for answer in answers if not answer.success]
+            if refused:
+                # CM answered call-queued with success false: it did not queue that call.
+                reason = _redact(refused[0].error or "no reason given", self._token, payload)
+                raise RequestRefused(
+                    f"POST /{app}: CM did not queue the call: {reason}",
+                    status_code=response.status_code,
+                    body=text[:MAX_BODY_CHARS],
+                    cm_message=reason,
+                )
+            return answers
+        raise classify_status(response.status_code, text, response.headers, app)
+
+
+def _redact(text: str, token: str, payload: Mapping[str, Any]) -> str:
+    """``text`` without the product token, the payload's phone numbers or its OTP code."""
+    if token:
+        text = re.sub(re.escape(token), HIDDEN, text, flags=re.IGNORECASE)
+    for field in ("callee", "caller"):
+        number = payload.get(field)
+        if not isinstance(number, str):
+            continue
+        try:
+            national = str(phonenumbers.national_significant_number(phonenumbers.parse(number)))
+        except phonenumbers.NumberParseException:
+            continue
+        # Any digits ending in the national number: +316..., 00316..., 06..., 316...
+        text = re.sub(rf"\+?\d*{national}(?!\d)", mask_number(number), text)
+    code = payload.get("code")
+    if isinstance(code, str) and code:
+        # Whole words only: a short code must not mangle the rest of CM's message.
+        code_word = rf"(?<![A-Za-z0-9]){re.escape(code)}(?![A-Za-z0-9])"
+        text = re.sub(code_word, "<code>", text, flags=re.IGNORECASE)
+    return text
 
 
 def _classify_transport_error(exc: requests.RequestException, app: str) -> VoiceApiError:
@@ -146,7 +207,12 @@ def _classify_transport_error(exc: requests.RequestException, app: str) -> Voice
         return OutcomeUnknown(
             f"POST /{app}: connection broken after sending ({name}); may be placed"
         )
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+    if isinstance(
+        exc,
+        requests.exceptions.InvalidURL
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema,
+    ):
         return CmUnreachable(f"POST /{app}: invalid API URL ({name})")
     return OutcomeUnknown(f"POST /{app}: {name}; the call may have been placed")
 
@@ -156,14 +222,16 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    # Digits only (RFC 9110 delay-seconds): float() would also take "inf", "nan" and "1_0".
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
+    if moment.tzinfo is None:
+        # "-0000" parses as a naive datetime; HTTP dates are always GMT.
+        moment = moment.replace(tzinfo=UTC)
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
@@ -192,12 +260,22 @@ def classify_status(
     status: int, body: str, headers: Any, app: str = "instruction"
 ) -> VoiceApiError:
     """The exception for a non-2xx answer, per DESIGN.md's dispatch table."""
-    body = body[:MAX_BODY_CHARS]
+    # Read CM's message from the whole body: a cut JSON document no longer parses.
     message = _cm_message(body)
+    body = body[:MAX_BODY_CHARS]
     text = f"POST /{app}: CM answered {status}" + (f": {message}" if message else "")
     if status == 429:
         return CmThrottled(
             text, retry_after_s=parse_retry_after(headers.get("Retry-After")), body=body
+        )
+    if 300 <= status < 400:
+        # Redirects are not followed (see send_payload): the API URL is wrong, fix it.
+        location = headers.get("Location") or "?"
+        return RequestRefused(
+            f"{text}; redirected to {location}: check the API URL (CMVOICE_API_URL)",
+            status_code=status,
+            body=body,
+            cm_message=message,
         )
     if status in (502, 503, 504):
         return CmUnavailable(text, status_code=status, body=body)

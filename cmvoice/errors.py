@@ -25,10 +25,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class CmVoiceError(Exception):
     """Base class of every error raised by cmvoice."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Celery pickles exceptions between processes. The default reduction calls
+        # ``cls(*args)``, which fails for keyword-only arguments (retry_after_s, status_code);
+        # rebuild without __init__ and restore the attributes instead.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(
+    cls: type[CmVoiceError], args: tuple[object, ...], state: dict[str, Any]
+) -> CmVoiceError:
+    """Unpickle a cmvoice error: its args and attributes, without calling __init__ again."""
+    error = cls.__new__(cls, *args)
+    error.__dict__.update(state)
+    return error
 
 
 @dataclass(frozen=True)

@@ -179,9 +179,17 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _json_type(data: object) -> str:
+    """The JSON name of a parsed value's type, for messages (``array``, not ``list``)."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(data), "number" if isinstance(data, int | float) else type(data).__name__)
+
+
 def _load_json(raw: bytes | str | dict[str, Any] | list[Any]) -> Any:
     if isinstance(raw, dict | list):
         return raw
+    if not isinstance(raw, bytes | bytearray | str):
+        raise InvalidEvent(f"an event must be JSON text or a dict, got {type(raw).__name__}")
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -197,7 +205,7 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
     """
     data = _load_json(raw)
     if not isinstance(data, dict):
-        raise InvalidEvent(f"an event must be a JSON object, got {type(data).__name__}")
+        raise InvalidEvent(f"an event must be a JSON object, got {_json_type(data)}")
     event_type = data.get("type")
     if event_type is None:
         raise InvalidEvent("type: field required (got nothing)")
@@ -220,4 +228,7 @@ def parse_call_queued(raw: bytes | str | dict[str, Any] | list[Any]) -> list[Cal
         answer = _QUEUED_ANSWER.validate_python(data)
     except ValidationError as exc:
         raise InvalidEvent(f"invalid call-queued answer: {_describe(exc)}") from None
+    if not answer:
+        # An empty array names no call: there is no call-id to wait for.
+        raise InvalidEvent("invalid call-queued answer: an empty array")
     return answer if isinstance(answer, list) else [answer]

@@ -8,6 +8,7 @@ snake_case, JSON names are CM's hyphenated names; both are accepted as input, an
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias
@@ -22,6 +23,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from cmvoice.errors import FieldError, InvalidInstruction
 from cmvoice.privacy import hidden_value, mask_number, quote_value
@@ -96,9 +98,10 @@ def normalize_number(value: str) -> str:
     if text.startswith("00"):
         text = "+" + text[2:]
     if not text.startswith("+"):
+        # The example is spaced on purpose: it can never be mistaken for the caller's input.
         raise ValueError(
             "must be an international number starting with + or 00 and the country code "
-            "(e.g. +31612345678, not 0612345678)"
+            "(e.g. +31 6 1234 5678 or 0031 6 1234 5678, not the national form 06 1234 5678)"
         )
     try:
         parsed = phonenumbers.parse(text, None)
@@ -137,8 +140,14 @@ def _check_terminators(value: str) -> str:
 
 def _check_regex(value: str) -> str:
     try:
-        re.compile(value)
-    except re.error as exc:
+        # CM, not Python, runs the regex: Python's FutureWarnings about its own future
+        # semantics ("Possible nested set" for "[[") are no reason to refuse it, nor to warn.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            re.compile(value)
+    except (re.error, OverflowError) as exc:
+        # OverflowError: a repetition count too large for re (``a{99999999999}``); pydantic
+        # turns only ValueError into a validation error, so it must be translated here.
         raise ValueError(f"is not a valid regular expression ({exc})") from None
     return value
 
@@ -147,6 +156,13 @@ def _check_locale(value: str) -> str:
     if not _LOCALE.fullmatch(value):
         raise ValueError("must be a 5-character locale such as en-GB or nl-NL")
     return value
+
+
+def _cross_field_error(field: str, rule: str, value: str) -> PydanticCustomError:
+    """A rule between fields, reported by ``field_errors`` under ``field`` with ``value``."""
+    return PydanticCustomError(
+        "cross_field", "{field}: {rule}", {"field": field, "rule": rule, "value": value}
+    )
 
 
 PhoneNumber: TypeAlias = Annotated[str, Field(max_length=24), AfterValidator(normalize_number)]
@@ -229,8 +245,10 @@ class NotificationInstruction(_Instruction):
         # With replays and no auto-replay, CM plays replay-prompt and waits for "1":
         # without a replay prompt the callee is never told to press it.
         if self.max_replays and not self.auto_replay and self.replay_prompt is None:
-            raise ValueError(
-                "replay-prompt: required when max-replays > 0 and auto-replay is not true"
+            raise _cross_field_error(
+                "replay-prompt",
+                f"required when max-replays > 0 ({self.max_replays}) and auto-replay is not true",
+                "nothing",
             )
         return self
 
@@ -282,8 +300,8 @@ class DtmfInstruction(_Instruction):
     @model_validator(mode="after")
     def _min_digits_not_above_max(self) -> Self:
         if self.min_digits > self.max_digits:
-            raise ValueError(
-                f"min-digits: must be <= max-digits ({self.min_digits} > {self.max_digits})"
+            raise _cross_field_error(
+                "min-digits", f"must be <= max-digits ({self.max_digits})", str(self.min_digits)
             )
         return self
 
@@ -295,8 +313,15 @@ Kind: TypeAlias = Literal["notification", "otp", "dtmf"]
 MODELS: dict[str, type[Instruction]] = {
     model.kind: model for model in (NotificationInstruction, OtpInstruction, DtmfInstruction)
 }
+
+
+def _mask_number_value(value: object) -> str:
+    # A number given as a JSON number (31612345678) is as personal as the string.
+    return mask_number(value) if isinstance(value, str) else hidden_value(value)
+
+
 #: Fields whose values are personal data or secrets, and how errors render them.
-_MASKED_FIELDS = {"callee": mask_number, "caller": mask_number, "code": hidden_value}
+_MASKED_FIELDS = {"callee": _mask_number_value, "caller": _mask_number_value, "code": hidden_value}
 
 
 def field_errors(exc: ValidationError) -> list[FieldError]:
@@ -305,18 +330,24 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     for error in exc.errors(include_url=False):
         location = [str(part) for part in error["loc"]]
         rule = error["msg"].removeprefix("Value error, ")
-        field = to_cm_name(".".join(location)) if location else ""
-        if not field and ": " in rule:
-            # Cross-field rules name their field at the start of the message.
-            field, rule = rule.split(": ", 1)
+        field = to_cm_name(".".join(location))
         value: object = error.get("input")
         top = location[0] if location else ""
-        if error["type"] == "missing":
+        ctx = error.get("ctx") or {}
+        if error["type"] == "cross_field":
+            field, rule, rendered = str(ctx["field"]), str(ctx["rule"]), str(ctx["value"])
+        elif error["type"] == "extra_forbidden":
+            # Name the field as it was spelled; an unknown field's value may be anything,
+            # personal data included (a list of callees), so only its size is shown.
+            field, rendered = ".".join(location), hidden_value(value)
+        elif error["type"] == "missing":
             rendered = "nothing"
-        elif top in _MASKED_FIELDS and isinstance(value, str):
+        elif top in _MASKED_FIELDS:
             rendered = _MASKED_FIELDS[top](value)
-        elif isinstance(value, Mapping) and not location:
-            rendered = "the whole instruction"
+        elif not location:
+            # The instruction as a whole is not an object: never quote it, it holds numbers.
+            shape = "the whole instruction" if isinstance(value, Mapping) else None
+            rendered = shape or f"a {type(value).__name__}"
         else:
             rendered = quote_value(value)
         errors.append(FieldError(field=field or "(instruction)", rule=rule, value=rendered))

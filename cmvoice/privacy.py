@@ -25,10 +25,13 @@ def mask_number(number: str | None) -> str:
 def quote_value(value: object) -> str:
     """A short, printable rendering of a (non-secret) value for an error message."""
     text = repr(value)
-    if len(text) > MAX_QUOTED_CHARS:
-        size = f"{len(value)} characters" if isinstance(value, str | list | dict) else "long"
-        return f"{text[: MAX_QUOTED_CHARS - 5]}...' ({size})"
-    return text
+    if len(text) <= MAX_QUOTED_CHARS:
+        return text
+    if isinstance(value, str):
+        # Close the quote repr opened (' or "), so the excerpt still reads as a string.
+        return f"{text[: MAX_QUOTED_CHARS - 5]}...{text[0]} ({len(value)} characters)"
+    size = f"{len(value)} items" if isinstance(value, list | dict) else "long"
+    return f"{text[: MAX_QUOTED_CHARS - 5]}... ({size})"
 
 
 def hidden_value(value: object) -> str:

@@ -8,11 +8,17 @@ their clocks do not matter.
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 
 from cmvoice.config import Rate
+
+#: Times a caller waits at the send gate before going anyway; each wait is under an interval,
+#: and the reservation already paced it, so more would only mean a clock gone wrong.
+MAX_GATE_WAITS = 10
 
 # GCRA with fair reservation. KEYS[1] holds the theoretical arrival time (TAT) in microseconds.
 # ARGV[1] emission interval (us), ARGV[2] longest wait a caller accepts (us).
@@ -30,6 +36,19 @@ local new_tat = tat + interval
 local ttl_ms = math.ceil((new_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl_ms)
 return {1, wait}
+"""
+
+# The send gate: the moment a reserved call really goes out. A caller that woke late for its
+# slot must not go out right behind the next one, so consecutive sends are kept at least one
+# interval apart, by Redis's clock. ARGV[1] interval (us). Returns 0 (go now) or the wait (us).
+_GATE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now < last + interval then return last + interval - now end
+redis.call('SET', KEYS[1], string.format('%d', now), 'PX', math.ceil(interval / 1000) + 1000)
+return 0
 """
 
 # Concurrency slots: a sorted set of holder -> lease expiry (ms). Expired holders are dropped.
@@ -73,14 +92,30 @@ class GcraLimiter:
         self.key = key
         self.rate = rate
         self._reserve = client.register_script(_RESERVE)
+        self._gate = client.register_script(_GATE)
+
+    @property
+    def _interval_us(self) -> int:
+        return max(1, round(self.rate.interval_s * 1_000_000))
 
     def reserve(self, max_wait_s: float) -> Reservation:
         """Reserve the next free slot if it is at most ``max_wait_s`` away."""
-        interval_us = max(1, round(self.rate.interval_s * 1_000_000))
         granted, wait_us = self._reserve(
-            keys=[self.key], args=[interval_us, round(max_wait_s * 1_000_000)]
+            keys=[self.key], args=[self._interval_us, round(max_wait_s * 1_000_000)]
         )
         return Reservation(granted=bool(granted), wait_s=int(wait_us) / 1_000_000)
+
+    def wait_turn(
+        self, reservation: Reservation, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        """Sleep until the reserved slot, then pass the send gate (see ``_GATE``)."""
+        if reservation.wait_s > 0:
+            sleep(reservation.wait_s)
+        for _ in range(MAX_GATE_WAITS):
+            wait_us = int(self._gate(keys=[self.key + ":sent"], args=[self._interval_us]))
+            if wait_us <= 0:
+                return
+            sleep(wait_us / 1_000_000)
 
 
 class ConcurrencyLimiter:

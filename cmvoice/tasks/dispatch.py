@@ -7,7 +7,6 @@ OTP code stay in the ledger, out of the broker, Flower and the logs.
 from __future__ import annotations
 
 import logging
-import time
 
 from celery.signals import worker_ready
 
@@ -66,8 +65,7 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
         runtime.ledger.release(claim, due_in_s=delay)
         dispatch_later(runtime, instruction_id, delay)
         return "waiting for the rate limit"
-    if reservation.wait_s > 0:
-        time.sleep(reservation.wait_s)
+    runtime.rate_limiter.wait_turn(reservation)
 
     return _post(runtime, client, claim)
 
@@ -94,7 +92,7 @@ def _post(runtime: Runtime, client: VoiceApiClient, claim: Claim) -> str:
         answers = client.send_payload(app_path, payload)
     except VoiceApiError as exc:
         return _after_error(runtime, claim, exc, callee)
-    call_id = answers[0].call_id if answers else ""
+    call_id = answers[0].call_id
     runtime.ledger.placed(claim, call_id)
     logger.info("dispatch %s: placed %s call to %s as %s", iid, record.kind, callee, call_id)
     return "placed"
