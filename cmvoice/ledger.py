@@ -61,6 +61,17 @@ local function move(key, id, old, new, score, retention_s)
   if new == 'QUEUED' or new == 'DISPATCHING' or new == 'UNKNOWN' then
     redis.call('ZADD', index_key(new), score, id)
   end
+  local campaign = redis.call('HGET', key, 'campaign_id')
+  if campaign and old ~= new then
+    -- Campaign counters move in the same atomic step as the record: they cannot drift.
+    local counts = ARGV[1] .. ':campaign:' .. campaign .. ':counts'
+    if old ~= '' then redis.call('HINCRBY', counts, old, -1) end
+    redis.call('HINCRBY', counts, new, 1)
+    if new == 'FINISHED' then
+      local code = redis.call('HGET', key, 'result_code')
+      if code then redis.call('HINCRBY', counts, 'code:' .. code, 1) end
+    end
+  end
   redis.call('HSET', key, 'state', new, 'updated_at', now_ms())
   if new == 'FINISHED' or new == 'FAILED' or new == 'CANCELLED' then
     -- A terminal call needs no secret any more.
@@ -111,12 +122,24 @@ _SENDING = (
     _PRELUDE
     + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'DISPATCHING'
-   or redis.call('HGET', KEYS[1], 'claim') ~= ARGV[4] then return 0 end
+   or redis.call('HGET', KEYS[1], 'claim') ~= ARGV[4] then return 'lost' end
+local campaign = redis.call('HGET', KEYS[1], 'campaign_id')
+if campaign then
+  -- Checked here, atomically with the decision to send: once a campaign is paused or
+  -- cancelled, not one more of its calls goes out.
+  local status = redis.call('HGET', ARGV[1] .. ':campaign:' .. campaign, 'status')
+  if status == 'paused' then return 'paused' end
+  if status == 'cancelled' then
+    redis.call('HSET', KEYS[1], 'last_error', 'campaign cancelled')
+    move(KEYS[1], ARGV[2], 'DISPATCHING', 'CANCELLED', 0, ARGV[3])
+    return 'cancelled'
+  end
+end
 local lease = now_ms() + tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'sent', '1', 'lease_until', lease, 'sent_at', now_ms())
 redis.call('HINCRBY', KEYS[1], 'posts', 1)
 move(KEYS[1], ARGV[2], 'DISPATCHING', 'DISPATCHING', lease, ARGV[3])
-return 1
+return 'sending'
 """
 )
 
@@ -142,6 +165,15 @@ move(KEYS[1], ARGV[2], state, ARGV[5], score, ARGV[3])
 return {'ok', state}
 """
 )
+
+
+class SendDecision(StrEnum):
+    """Whether a claimed call may be POSTed now."""
+
+    SENDING = "sending"
+    LOST = "lost"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
 
 
 class FinishOutcome(StrEnum):
@@ -218,6 +250,10 @@ class CallLedger:
     # keys
     def key(self, instruction_id: str) -> str:
         return f"{self.prefix}:call:{instruction_id}"
+
+    def campaign_key(self, campaign_id: str) -> str:
+        """The campaign's hash (``status``, ``name``...); its counters are ``...:counts``."""
+        return f"{self.prefix}:campaign:{campaign_id}"
 
     def index_key(self, state: CallState) -> str:
         return f"{self.prefix}:state:{state.value}"
@@ -297,14 +333,19 @@ class CallLedger:
         code = raw.get(b"code")
         return Claim(record=record, token=token, code=_text(code) if code is not None else None)
 
-    def mark_sending(self, claim: Claim, lease_s: float) -> bool:
-        """Record that the POST is going out now; False if the claim was lost meanwhile."""
+    def mark_sending(self, claim: Claim, lease_s: float) -> SendDecision:
+        """Record that the POST is going out now, if it still may.
+
+        Returns SENDING (go), LOST (another worker has the claim), PAUSED (the campaign is
+        paused: release the claim) or CANCELLED (the campaign was cancelled: the record is
+        CANCELLED now).
+        """
         iid = claim.record.instruction_id
         result = self._sending(
             keys=[self.key(iid)],
             args=[*self._base_args(iid), claim.token, int(lease_s * 1000)],
         )
-        return bool(result)
+        return SendDecision(_text(result))
 
     def transition(
         self,

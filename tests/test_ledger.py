@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from cmvoice.ledger import CallLedger, CallState, Claim
+from cmvoice.ledger import CallLedger, CallState, Claim, SendDecision
 from tests.conftest import CALLEE, CALLER
 
 PAYLOAD = {"callee": CALLEE, "caller": CALLER, "code": "123abc", "instruction-id": "call-1"}
@@ -68,7 +68,7 @@ def test_only_one_of_many_concurrent_claims_wins(ledger: CallLedger) -> None:
 def test_placing_removes_the_otp_code_from_redis(ledger: CallLedger) -> None:
     ledger.create("call-1", "otp", PAYLOAD)
     claim = claim_of(ledger.claim("call-1", lease_s=30))
-    assert ledger.mark_sending(claim, lease_s=30)
+    assert ledger.mark_sending(claim, lease_s=30) is SendDecision.SENDING
 
     assert ledger.placed(claim, "6d0f176e-00ac-4de2-a04d-b3f7c895adb0")
 
@@ -85,7 +85,7 @@ def test_a_transition_with_a_stale_claim_token_is_refused(ledger: CallLedger) ->
     claim = claim_of(ledger.claim("call-1", lease_s=30))
     stale = Claim(record=claim.record, token="not-the-token", code=None)
 
-    assert not ledger.mark_sending(stale, lease_s=30)
+    assert ledger.mark_sending(stale, lease_s=30) is SendDecision.LOST
     assert not ledger.placed(stale, "6d0f176e-00ac-4de2-a04d-b3f7c895adb0")
     assert not ledger.release(stale, due_in_s=0)
     record = ledger.get("call-1")
@@ -98,7 +98,7 @@ def test_an_expired_lease_can_be_reclaimed_only_if_nothing_was_sent(ledger: Call
     ledger.create("b", "otp", PAYLOAD)
     claim_a = claim_of(ledger.claim("a", lease_s=0.001))
     claim_b = claim_of(ledger.claim("b", lease_s=0.001))
-    assert ledger.mark_sending(claim_b, lease_s=0.001)
+    assert ledger.mark_sending(claim_b, lease_s=0.001) is SendDecision.SENDING
     time.sleep(0.02)
 
     assert isinstance(ledger.claim("a", lease_s=30), Claim)
@@ -151,3 +151,43 @@ def test_records_expire_after_the_retention(ledger: CallLedger) -> None:
     ledger.create("call-1", "otp", PAYLOAD)
     ttl = ledger.redis.ttl(ledger.key("call-1"))
     assert 0 < ttl <= 3600
+
+
+def test_campaign_counters_follow_every_transition_atomically(ledger: CallLedger) -> None:
+    for n in range(3):
+        ledger.create(f"c{n}", "otp", PAYLOAD, campaign_id="camp")
+    claim = claim_of(ledger.claim("c0", lease_s=30))
+    ledger.mark_sending(claim, lease_s=30)
+    ledger.placed(claim, "6d0f176e-00ac-4de2-a04d-b3f7c895adb0")
+    ledger.finish("c0", "6d0f176e-00ac-4de2-a04d-b3f7c895adb0", {"result_code": "10"})
+    ledger.finish("c0", "6d0f176e-00ac-4de2-a04d-b3f7c895adb0", {"result_code": "10"})
+    ledger.cancel("c1")
+
+    counts = {
+        k.decode(): int(v)
+        for k, v in ledger.redis.hgetall(ledger.campaign_key("camp") + ":counts").items()
+    }
+    assert {k: v for k, v in counts.items() if v} == {
+        "QUEUED": 1,
+        "FINISHED": 1,
+        "CANCELLED": 1,
+        "code:10": 1,
+    }
+
+
+def test_a_paused_or_cancelled_campaign_stops_a_claimed_call_before_it_is_sent(
+    ledger: CallLedger,
+) -> None:
+    ledger.create("p", "otp", PAYLOAD, campaign_id="camp")
+    ledger.create("c", "otp", PAYLOAD, campaign_id="camp")
+    paused_claim = claim_of(ledger.claim("p", lease_s=30))
+    cancelled_claim = claim_of(ledger.claim("c", lease_s=30))
+
+    ledger.redis.hset(ledger.campaign_key("camp"), "status", "paused")
+    assert ledger.mark_sending(paused_claim, lease_s=30) is SendDecision.PAUSED
+    ledger.redis.hset(ledger.campaign_key("camp"), "status", "cancelled")
+    assert ledger.mark_sending(cancelled_claim, lease_s=30) is SendDecision.CANCELLED
+
+    cancelled = ledger.get("c")
+    assert cancelled is not None
+    assert cancelled.state is CallState.CANCELLED

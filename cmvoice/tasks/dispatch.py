@@ -11,10 +11,12 @@ import logging
 from celery.signals import worker_ready
 
 from cmvoice.client import VoiceApiClient
+from cmvoice.config import parse_rate
 from cmvoice.errors import AuthenticationFailed, VoiceApiError
 from cmvoice.instructions import MODELS
-from cmvoice.ledger import Claim
+from cmvoice.ledger import Claim, SendDecision
 from cmvoice.privacy import mask_number
+from cmvoice.ratelimit import GcraLimiter
 from cmvoice.producer import dispatch_later
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.signing import callback_url
@@ -24,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a dispatch waits before asking again for a concurrency slot.
 SLOT_RETRY_S = 1.0
+#: Due time given to a call held by a paused campaign: far off, so the reconciler leaves it be;
+#: resuming the campaign dispatches it at once.
+PAUSED_HOLD_S = 86400.0
 #: Seconds after a 401/403 during which no call of the account is sent (no retry storm).
 AUTH_FAILURE_HOLD_S = 300.0
 
@@ -57,17 +62,32 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
     # Build the HTTP client now, not after the rate-limit sleep: a first call that sets it up
     # after its slot would reach CM late and bunch up with the next one.
     client = runtime.voice_client
-    reservation = runtime.rate_limiter.reserve(max_wait_s=settings.max_rate_wait)
-    if not reservation.granted:
-        # The next free slot is far away: give the thread back instead of sleeping in it.
-        runtime.slots.release(instruction_id)
-        delay = max(reservation.wait_s - settings.max_rate_wait / 2, 0.05)
-        runtime.ledger.release(claim, due_in_s=delay)
-        dispatch_later(runtime, instruction_id, delay)
-        return "waiting for the rate limit"
-    runtime.rate_limiter.wait_turn(reservation)
+    # A campaign's own rate first, then the account's: both must allow the call.
+    for limiter in (_campaign_limiter(runtime, claim.record.campaign_id), runtime.rate_limiter):
+        if limiter is None:
+            continue
+        reservation = limiter.reserve(max_wait_s=settings.max_rate_wait)
+        if not reservation.granted:
+            # The next free slot is far away: give the thread back instead of sleeping in it.
+            runtime.slots.release(instruction_id)
+            delay = max(reservation.wait_s - settings.max_rate_wait / 2, 0.05)
+            runtime.ledger.release(claim, due_in_s=delay)
+            dispatch_later(runtime, instruction_id, delay)
+            return "waiting for the rate limit"
+        limiter.wait_turn(reservation)
 
     return _post(runtime, client, claim)
+
+
+def _campaign_limiter(runtime: Runtime, campaign_id: str | None) -> GcraLimiter | None:
+    """The campaign's own rate limiter, when it was started with ``--rate``."""
+    if not campaign_id:
+        return None
+    rate = runtime.redis.hget(runtime.ledger.campaign_key(campaign_id), "rate")
+    if not rate:
+        return None
+    text = rate.decode() if isinstance(rate, bytes) else str(rate)
+    return GcraLimiter(runtime.redis, f"cmvoice:rate:campaign:{campaign_id}", parse_rate(text))
 
 
 def _post(runtime: Runtime, client: VoiceApiClient, claim: Claim) -> str:
@@ -76,10 +96,17 @@ def _post(runtime: Runtime, client: VoiceApiClient, claim: Claim) -> str:
     iid = record.instruction_id
     # Long enough for the request's own timeouts, plus a dispatch lease to record the answer.
     lease = settings.connect_timeout + settings.http_timeout + settings.dispatch_lease
-    if not runtime.ledger.mark_sending(claim, lease_s=lease):
+    decision = runtime.ledger.mark_sending(claim, lease_s=lease)
+    if decision is not SendDecision.SENDING:
         runtime.slots.release(iid)
-        logger.warning("dispatch %s: claim lost before sending; another worker has it", iid)
-        return "skipped: claim lost"
+        if decision is SendDecision.PAUSED:
+            # Held until the campaign resumes, which dispatches its held calls again.
+            runtime.ledger.release(claim, due_in_s=PAUSED_HOLD_S)
+            runtime.redis.sadd(runtime.ledger.campaign_key(record.campaign_id or "") + ":held", iid)
+            return "held: campaign paused"
+        if decision is SendDecision.LOST:
+            logger.warning("dispatch %s: claim lost before sending; another worker has it", iid)
+        return f"skipped: {decision.value}"
 
     payload = dict(record.payload)
     if claim.code is not None:
