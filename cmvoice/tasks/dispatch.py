@@ -16,8 +16,8 @@ from cmvoice.errors import AuthenticationFailed, VoiceApiError
 from cmvoice.instructions import MODELS
 from cmvoice.ledger import Claim, SendDecision
 from cmvoice.privacy import mask_number
-from cmvoice.ratelimit import GcraLimiter
 from cmvoice.producer import dispatch_later
+from cmvoice.ratelimit import GcraLimiter
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.signing import callback_url
 from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, app
