@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from cmvoice.errors import InvalidInstruction
 from cmvoice.instructions import MODELS, Instruction, normalize_number, parse_instruction
@@ -66,12 +67,17 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
             raise _Refusal(413, f"body: larger than {max_bytes} bytes")
     body = bytearray()
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= max_bytes:
-            body += chunk
-        elif size > drain_limit:
-            break
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size <= max_bytes:
+                body += chunk
+            elif size > drain_limit:
+                break
+    except ClientDisconnect:
+        # The client gave up (a timeout, a killed worker) before we read its body: like CM,
+        # never place a call for an instruction that was not received whole.
+        raise _Refusal(499, "client closed the request before its body was read") from None
     if size > max_bytes:
         raise _Refusal(413, f"body: larger than {max_bytes} bytes (got {size}+ bytes)")
     return bytes(body)
