@@ -21,7 +21,7 @@ from cmvoice.embedded_redis import EmbeddedRedis, is_answering
 from cmvoice.errors import CmVoiceError, InvalidInstruction
 from cmvoice.instructions import MODELS, infer_kind, parse_instruction
 from cmvoice.producer import enqueue
-from cmvoice.records import describe_record
+from cmvoice.records import attempt_chain, describe_record
 from cmvoice.runtime import get_runtime
 from cmvoice.worker import ALL_QUEUES
 from cmvoice.worker import app as celery_app
@@ -200,19 +200,35 @@ def call_status(
     instruction_id: Annotated[str, typer.Argument(help="The instruction id enqueue printed.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show a call's ledger record (number masked, never the OTP code)."""
-    record = get_runtime().ledger.get(instruction_id)
+    """Show a call's ledger record and all its attempts (numbers masked, never the OTP code)."""
+    ledger = get_runtime().ledger
+    record = ledger.get(instruction_id)
     if record is None:
         err_console.print(f"no call {instruction_id} in the ledger (unknown, or expired)")
         raise typer.Exit(1)
     view = describe_record(record)
+    chain = [describe_record(attempt) for attempt in attempt_chain(ledger, instruction_id)]
     if as_json:
-        print(json.dumps(view, indent=2))
+        print(json.dumps({**view, "attempts": chain}, indent=2))
         return
     table = Table(show_header=False, box=None)
     for name, value in view.items():
-        table.add_row(f"[bold]{name}[/bold]", str(value))
+        table.add_row(f"[bold]{name}[/bold]", escape(str(value)))
     console.print(table)
+    if len(chain) > 1:
+        attempts = Table(title="attempts")
+        for column in ("#", "instruction_id", "state", "result_code", "finished_on", "last_error"):
+            attempts.add_column(column)
+        for number, attempt in enumerate(chain, start=1):
+            attempts.add_row(
+                str(number),
+                *(
+                    escape(str(attempt.get(name, "")))
+                    for name in ("instruction_id", "state", "result_code", "finished_on")
+                ),
+                escape(str(attempt.get("last_error", ""))),
+            )
+        console.print(attempts)
 
 
 @app.command()

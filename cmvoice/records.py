@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from cmvoice.ledger import CallRecord
+from cmvoice.ledger import CallLedger, CallRecord
 from cmvoice.privacy import mask_number
 
 #: Ledger fields holding Redis server times in milliseconds.
@@ -53,3 +53,20 @@ def describe_record(record: CallRecord) -> dict[str, Any]:
         if record.get(name):
             view[name] = format_ms(record.get(name))
     return view
+
+
+def attempt_chain(ledger: CallLedger, instruction_id: str) -> list[CallRecord]:
+    """Every attempt of the call ``instruction_id`` belongs to, first to last (redials linked)."""
+    record = ledger.get(instruction_id)
+    if record is None:
+        return []
+    root = ledger.get(record.get("root_id")) if record.get("root_id") else record
+    chain: list[CallRecord] = []
+    seen: set[str] = set()
+    current: CallRecord | None = root or record
+    while current is not None and current.instruction_id not in seen:
+        chain.append(current)
+        seen.add(current.instruction_id)
+        next_id = current.get("next_id")
+        current = ledger.get(next_id) if next_id else None
+    return chain

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from typing import Any
 
 from cmvoice.ledger import CallState
@@ -10,6 +12,7 @@ from cmvoice.producer import enqueue
 from cmvoice.runtime import get_runtime
 from tests.conftest import CALLER, Stack, wait_for
 from tests.result_tasks import received_outcomes
+from tests.workers import CMVOICE, worker_env
 
 RESULT_TASK = "tests.record_outcome"
 
@@ -88,3 +91,37 @@ def test_python_hooks_receive_each_outcome_once(stack: Stack, worker: Any) -> No
     assert [(o.instruction_id, o.result_code, o.final) for o in seen] == [
         (ticket.instruction_id, 10, True)
     ]
+
+
+def test_call_status_shows_the_whole_attempt_chain_with_masked_numbers(
+    stack: Stack, worker: Any
+) -> None:
+    # Given a call answered on its second attempt
+    stack.make_runtime(redial_max_attempts=3)
+    stack.scenario("+31612345666", {"code": 12}, {"code": 10})
+    ticket = enqueue({"callee": "+31612345666", "caller": CALLER, "prompt": "Hi."})
+    wait_for(lambda: len(stack.calls()) == 2)
+    wait_for(
+        lambda: (
+            get_runtime()
+            .ledger.get(get_runtime().ledger.get(ticket.instruction_id).get("next_id"))
+            .state
+            is CallState.FINISHED
+        )
+    )
+
+    # When the operator asks for its status
+    result = subprocess.run(
+        [CMVOICE, "call", "status", ticket.instruction_id, "--json"],
+        env=worker_env({"broker_url": stack.redis_url}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    # Then both attempts are listed, the number masked
+    status = json.loads(result.stdout)
+    assert [a["result_code"] for a in status["attempts"]] == ["12", "10"]
+    assert status["callee"] == "+31******666"
+    assert "+31612345666" not in result.stdout
