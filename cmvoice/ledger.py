@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -73,8 +74,8 @@ local function move(key, id, old, new, score, retention_s)
     end
   end
   redis.call('HSET', key, 'state', new, 'updated_at', now_ms())
-  if new == 'FINISHED' or new == 'FAILED' or new == 'CANCELLED' then
-    -- A terminal call needs no secret any more.
+  if new == 'PLACED' or new == 'FINISHED' or new == 'FAILED' or new == 'CANCELLED' then
+    -- CM has the code, or the call is over: the secret goes.
     redis.call('HDEL', key, 'code')
   end
   redis.call('EXPIRE', key, retention_s)
@@ -110,7 +111,8 @@ if state == 'QUEUED' or (state == 'DISPATCHING' and lease_until < now and sent ~
   redis.call('HSET', KEYS[1], 'claim', ARGV[4], 'lease_until', lease, 'sent', '0')
   redis.call('HINCRBY', KEYS[1], 'claims', 1)
   move(KEYS[1], ARGV[2], state, 'DISPATCHING', lease, ARGV[3])
-  return {'claimed'}
+  -- The claimed record comes back in the same round trip.
+  return {'claimed', redis.call('HGETALL', KEYS[1])}
 end
 return {state}
 """
@@ -328,9 +330,10 @@ class CallLedger:
             return None
         if outcome != "claimed":
             return CallState(outcome)
-        raw = self.redis.hgetall(self.key(instruction_id))
+        flat = result[1]
+        raw = {_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
         record = _record(instruction_id, raw)
-        code = raw.get(b"code")
+        code = raw.get("code")
         return Claim(record=record, token=token, code=_text(code) if code is not None else None)
 
     def mark_sending(self, claim: Claim, lease_s: float) -> SendDecision:
@@ -393,10 +396,12 @@ class CallLedger:
             token=claim.token,
             fields={"call_id": call_id},
         )
-        # CM has the code now (or the callback beat us to it): it must not stay in Redis.
-        self.redis.hdel(self.key(iid), "code")
-        if not moved and before is not None and before.is_terminal:
-            self.redis.hsetnx(self.key(iid), "call_id", call_id)
+        if not moved:
+            # The callback beat us to it (FINISHED), or the claim was lost: CM has the code
+            # now either way, so it must not stay in Redis.
+            self.redis.hdel(self.key(iid), "code")
+            if before is not None and before.is_terminal:
+                self.redis.hsetnx(self.key(iid), "call_id", call_id)
         return moved
 
     def release(
@@ -476,6 +481,15 @@ class CallLedger:
             fields={"last_error": reason},
         )
         return moved
+
+    def cancel_many(self, instruction_ids: Sequence[str], reason: str = "cancelled") -> int:
+        """``cancel()`` for many ids in one round trip; returns how many became CANCELLED."""
+        pipe = self.redis.pipeline(transaction=False)
+        for iid in instruction_ids:
+            args = [*self._base_args(iid), "", CallState.CANCELLED.value, CallState.QUEUED.value]
+            args += [0, 0, "last_error", reason]
+            self._transition(keys=[self.key(iid)], args=args, client=pipe)
+        return sum(1 for result in pipe.execute() if _text(result[0]) == "ok")
 
 
 def _text(value: Any) -> str:

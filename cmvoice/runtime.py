@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -19,6 +20,8 @@ from cmvoice.schedule import DispatchSchedule
 
 #: The token ``cmvoice simulator`` accepts unless told otherwise; never valid at CM.
 SIMULATOR_TOKEN = "00000000-0000-0000-0000-000000000000"  # noqa: S105 - public dev token
+#: Seconds a worker trusts its last look at the bad-token breaker.
+BREAKER_CACHE_S = 1.0
 #: Where a generated callback secret is kept, so every process on the same Redis agrees on it.
 GENERATED_SECRET_KEY = "cmvoice:callback_secret"  # noqa: S105 - a key name
 
@@ -29,6 +32,8 @@ class Runtime:
 
     settings: Settings
     redis: redis.Redis
+    _breaker_open: bool = False
+    _breaker_checked_at: float = -1e9
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -104,6 +109,27 @@ class Runtime:
         if value is None:  # pragma: no cover - set just above
             raise ConfigurationError("CMVOICE_CALLBACK_SECRET: could not be generated")
         return value.decode() if isinstance(value, bytes) else str(value)
+
+    def token_rejected(self) -> bool:
+        """Whether CM refused this account's token lately (any worker may have seen it).
+
+        Read from Redis at most once a second: it is asked before every POST.
+        """
+        now = time.monotonic()
+        if now - self._breaker_checked_at > BREAKER_CACHE_S:
+            self._breaker_open = bool(self.redis.exists(self._breaker_key))
+            self._breaker_checked_at = now
+        return self._breaker_open
+
+    def reject_token(self, hold_s: float) -> None:
+        """Record that CM refused the token: no call of the account is sent for ``hold_s``."""
+        self.redis.set(self._breaker_key, "1", ex=max(1, int(hold_s)))
+        self._breaker_open = True
+        self._breaker_checked_at = time.monotonic()
+
+    @property
+    def _breaker_key(self) -> str:
+        return f"cmvoice:auth_failed:{self.account}"
 
     def close(self) -> None:
         if "voice_client" in self.__dict__:

@@ -33,10 +33,6 @@ PAUSED_HOLD_S = 86400.0
 AUTH_FAILURE_HOLD_S = 300.0
 
 
-def _auth_breaker_key(runtime: Runtime) -> str:
-    return f"cmvoice:auth_failed:{runtime.account}"
-
-
 def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
     """Run one dispatch; returns a short outcome for the task result and the logs."""
     settings = runtime.settings
@@ -49,7 +45,7 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
         logger.info("dispatch %s: already %s, nothing to do", instruction_id, claim.value)
         return f"skipped: {claim.value}"
 
-    if runtime.redis.exists(_auth_breaker_key(runtime)):
+    if runtime.token_rejected():
         reason = "CM refused the product token minutes ago; not sent (fix CMVOICE_PRODUCT_TOKEN)"
         runtime.ledger.fail(instruction_id, reason, claim=claim)
         return "failed: bad token"
@@ -149,7 +145,7 @@ def _after_error(runtime: Runtime, claim: Claim, exc: VoiceApiError, callee: str
     runtime.slots.release(iid)
     runtime.ledger.fail(iid, decision.reason, claim=claim)
     if isinstance(exc, AuthenticationFailed):
-        runtime.redis.set(_auth_breaker_key(runtime), "1", ex=int(AUTH_FAILURE_HOLD_S))
+        runtime.reject_token(AUTH_FAILURE_HOLD_S)
         logger.critical(
             "CM refused the product token (%s): failing every dispatch for %ds without sending; "
             "check CMVOICE_PRODUCT_TOKEN",
