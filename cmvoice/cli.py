@@ -135,6 +135,8 @@ def worker(
 ) -> None:
     """Start a Celery worker (thread pool). Other options are passed on to Celery."""
     with _broker_for("worker") as settings:
+        # Fail now, naming the variable, rather than in the first task.
+        get_runtime().product_token  # noqa: B018
         argv = ["worker", "--pool", "threads", "--concurrency", str(concurrency)]
         argv += ["--queues", queues, "--loglevel", loglevel]
         if beat:
@@ -343,6 +345,339 @@ def simulator(
         f"accepting {tokens}, time scale {time_scale:g}; control API at /_sim"
     )
     uvicorn.run(create_app(config), host=host, port=port, log_level=log_level.lower())
+
+
+@app.command()
+def dev(
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Once everything is up, send one call of each app (and one nobody answers), "
+            "print their outcomes, stop everything and exit.",
+        ),
+    ] = False,
+    receiver_port: Annotated[
+        int, typer.Option(help="Port of the callback receiver.")
+    ] = DEFAULT_RECEIVER_PORT,
+    simulator_port: Annotated[int, typer.Option(help="Port of the CM simulator.")] = 8091,
+    flower_port: Annotated[int, typer.Option(help="Port of Flower.")] = 5555,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Data of the embedded Redis and beat (default: CMVOICE_DATA_DIR)."),
+    ] = None,
+    time_scale: Annotated[
+        float | None,
+        typer.Option(help="Simulated time factor (default: 0.05 with --demo, else 1: real time)."),
+    ] = None,
+    demo_timeout: Annotated[
+        float, typer.Option(help="Seconds the demo waits for the outcomes.")
+    ] = 60.0,
+) -> None:
+    """Run everything on this machine: Redis, the simulator, the receiver, a worker, Flower."""
+    from cmvoice.devstack import DEMO_TIME_SCALE, DevOptions, run_dev
+
+    settings = get_settings()
+    options = DevOptions(
+        receiver_port=receiver_port,
+        simulator_port=simulator_port,
+        flower_port=flower_port,
+        data_dir=data_dir or settings.data_dir,
+        time_scale=time_scale if time_scale is not None else (DEMO_TIME_SCALE if demo else 1.0),
+        demo=demo,
+        demo_timeout_s=demo_timeout,
+    )
+    raise typer.Exit(run_dev(settings, options, console))
+
+
+campaign_app = typer.Typer(
+    help="Bulk calls from a file: start, watch, pause, resume, cancel, report.",
+    no_args_is_help=True,
+)
+app.add_typer(campaign_app, name="campaign")
+
+CampaignId = Annotated[str, typer.Argument(help="The campaign id `campaign start` printed.")]
+
+
+def _campaign_store() -> Any:
+    from cmvoice.campaigns import CampaignStore
+
+    return CampaignStore(get_runtime())
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+@campaign_app.command("start")
+def campaign_start(
+    file: Annotated[Path, typer.Argument(help="CSV (first row: field names) or JSON lines.")],
+    kind: Annotated[
+        str | None, typer.Option("--kind", "-k", help="notification, otp or dtmf.")
+    ] = None,
+    template: Annotated[
+        Path | None,
+        typer.Option(help="JSON object of fields every row shares; a row's own cells win."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="A name to know it by (default: FILE).")] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(help="This campaign's own limit under the account's: 5/s, 300/m, 1/2s."),
+    ] = None,
+    errors: Annotated[
+        Path | None,
+        typer.Option(help="CSV of invalid and duplicate rows (default: ./campaign-ID-errors.csv)."),
+    ] = None,
+    allow_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--allow-duplicates", help="Dial every row, also a number the campaign already calls."
+        ),
+    ] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume", metavar="ID", help="Continue an interrupted start of campaign ID."
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Rows per committed batch.", hidden=True)] = 1000,
+) -> None:
+    """Validate FILE row by row and enqueue its calls; prints the campaign id first."""
+    import signal
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cmvoice.campaign_enqueue import CampaignEnqueuer, EnqueueProgress
+    from cmvoice.campaigns import EnqueueState
+
+    store = _campaign_store()
+    if resume is None:
+        if kind is None:
+            raise typer.BadParameter("required for a new campaign", param_hint="--kind")
+        campaign = store.create(
+            kind,
+            file,
+            template=template,
+            name=name,
+            rate=rate,
+            allow_duplicates=allow_duplicates,
+            errors_path=errors,
+        )
+    else:
+        fixed = {"--template": template, "--name": name, "--rate": rate}
+        given = [option for option, value in fixed.items() if value is not None]
+        if allow_duplicates:
+            given.append("--allow-duplicates")
+        if given:
+            raise typer.BadParameter(
+                f"{', '.join(given)}: fixed when the campaign started; --resume takes FILE "
+                "(the same file) and optionally --errors",
+                param_hint="--resume",
+            )
+        campaign = store.get(resume)
+        if kind is not None and kind != campaign.kind:
+            raise typer.BadParameter(
+                f"campaign {resume} is a {campaign.kind} campaign", param_hint="--kind"
+            )
+        if errors is not None:
+            store.set_errors_path(resume, errors)
+            campaign = store.get(resume)
+    enqueuer = CampaignEnqueuer(store, campaign, path=file, batch_rows=batch_size)
+    cid = campaign.campaign_id
+    if campaign.enqueue_state is EnqueueState.COMPLETE:
+        print(cid)
+        err_console.print(f"campaign {cid} is fully enqueued already; nothing to resume")
+        return
+    # The id alone on standard output, at once: scripts read it; messages go to stderr.
+    print(cid, flush=True)
+    verb = "resuming" if resume else "started"
+    err_console.print(
+        f"campaign {cid} {verb}: {campaign.kind} calls from {campaign.file}"
+        + (f", at most {campaign.rate}" if campaign.rate else ""),
+        markup=False,
+        highlight=False,
+    )
+
+    # First Ctrl-C: finish the batch in hand and stop cleanly; a second one stops at once.
+    stop_requested: list[bool] = []
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if stop_requested:
+            raise KeyboardInterrupt
+        stop_requested.append(True)
+
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    resume_hint = f"continue with: cmvoice campaign start {file} --resume {cid}"
+    try:
+        with Progress(
+            TextColumn("[bold]enqueue[/bold]"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[rows]:>9,} rows, {task.fields[speed]:>6,.0f} rows/s"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=False,
+        ) as bar:
+            task = bar.add_task(
+                "enqueue",
+                total=max(enqueuer.size_bytes, 1),
+                completed=campaign.checkpoint_offset,
+                rows=campaign.rows_read,
+                speed=0.0,
+            )
+            started_rows = campaign.rows_read
+            started_at = time.monotonic()
+
+            def on_progress(step: EnqueueProgress) -> None:
+                speed = (step.rows_read - started_rows) / max(time.monotonic() - started_at, 1e-6)
+                bar.update(task, completed=step.position_bytes, rows=step.rows_read, speed=speed)
+
+            report = enqueuer.run(should_stop=lambda: bool(stop_requested), on_progress=on_progress)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted; {resume_hint}", markup=False)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    err_console.print(
+        f"campaign {cid}: {report.enqueued:,} calls enqueued from {report.rows_read:,} rows "
+        f"({report.invalid:,} invalid, {report.duplicates:,} duplicates) "
+        f"in {report.elapsed_s:.1f} s",
+        highlight=False,
+    )
+    if report.errors_path:
+        err_console.print(f"rows not called and why: {report.errors_path}", markup=False)
+    if report.state is not EnqueueState.COMPLETE:
+        err_console.print(f"stopped ({report.stopped_because}); {resume_hint}", markup=False)
+        raise typer.Exit(130 if stop_requested else 1)
+    err_console.print(f"watch it with: cmvoice campaign status {cid} --watch", markup=False)
+
+
+def _status_table(progress: Any) -> Table:
+    data = progress.to_dict()
+    table = Table(show_header=False, box=None, title=f"campaign {data['campaign_id']}")
+    table.add_row("name", escape(str(data["name"])))
+    table.add_row("phase", f"[bold]{data['phase']}[/bold] ({data['kind']})")
+    rows = (
+        f"{data['rows_read']:,} read, {data['enqueued']:,} enqueued, "
+        f"{data['invalid']:,} invalid, {data['duplicates']:,} duplicates"
+    )
+    table.add_row("rows", rows)
+    if data["rate"]:
+        table.add_row("rate limit", str(data["rate"]))
+    states = ", ".join(f"{state} {count:,}" for state, count in sorted(data["states"].items()))
+    table.add_row("calls", states or "none yet")
+    by_code = sorted(data["result_codes"].items(), key=lambda item: int(item[0]))
+    codes = ", ".join(f"{code}: {count:,}" for code, count in by_code)
+    table.add_row("result codes", codes or "none yet")
+    table.add_row("attempts", f"{data['attempts']:,} ({data['redials']:,} redials)")
+    table.add_row("calls/minute", f"{data['calls_per_minute']:,.1f}")
+    table.add_row("ETA", _duration(data["eta_s"]) if data["active"] else "done")
+    return table
+
+
+@campaign_app.command("status")
+def campaign_status(
+    campaign_id: CampaignId,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until it ends.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Calls by state and result code, attempts, calls per minute and the time left."""
+    import time
+
+    store = _campaign_store()
+    if as_json:
+        print(json.dumps(store.progress(campaign_id).to_dict(), indent=2))
+        return
+    if not watch:
+        console.print(_status_table(store.progress(campaign_id)))
+        return
+    from rich.live import Live
+
+    with contextlib.suppress(KeyboardInterrupt), Live(console=console, auto_refresh=False) as live:
+        while True:
+            progress = store.progress(campaign_id)
+            live.update(_status_table(progress), refresh=True)
+            if progress.phase in ("finished", "cancelled"):
+                break
+            time.sleep(max(interval, 0.2))
+
+
+@campaign_app.command("pause")
+def campaign_pause(campaign_id: CampaignId) -> None:
+    """Send none of its calls until `resume` (calls already ringing finish normally)."""
+    _campaign_store().pause(campaign_id)
+    err_console.print(f"campaign {campaign_id} paused: no call of it is sent until resumed")
+
+
+@campaign_app.command("resume")
+def campaign_resume(campaign_id: CampaignId) -> None:
+    """Send its calls again (the calls a pause held back go first)."""
+    released = _campaign_store().resume(campaign_id)
+    err_console.print(f"campaign {campaign_id} running again; {released:,} held calls released")
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(campaign_id: CampaignId) -> None:
+    """Cancel for good: queued calls become CANCELLED, never sent; placed calls finish."""
+    cancelled, _ = _campaign_store().cancel(campaign_id)
+    err_console.print(
+        f"campaign {campaign_id} cancelled; {cancelled:,} queued calls will not be sent"
+    )
+
+
+@campaign_app.command("report")
+def campaign_report(
+    campaign_id: CampaignId,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The CSV file to write.")],
+    unmask: Annotated[
+        bool,
+        typer.Option("--unmask", help="Full phone numbers (personal data!) instead of masked."),
+    ] = False,
+) -> None:
+    """One CSV row per row of the file: state, attempts, result code, digits, times, error."""
+    from cmvoice.campaign_report import write_report
+
+    store = _campaign_store()
+    store.get(campaign_id)
+    try:
+        with out.open("w", newline="", encoding="utf-8") as file:
+            count = write_report(store, campaign_id, file, unmask=unmask)
+    except OSError as exc:
+        message = f"cannot write {out}: {exc.strerror}"
+        raise typer.BadParameter(message, param_hint="--out") from None
+    err_console.print(f"{count:,} rows written to {out}", markup=False)
+    if unmask:
+        err_console.print("the report holds full phone numbers: keep it safe, delete it after use")
+
+
+@campaign_app.command("list")
+def campaign_list() -> None:
+    """Every campaign still in Redis, newest first (an id starts with its UTC start date)."""
+    table = Table(box=None, header_style="bold")
+    # The id is what people copy: it never wraps or shrinks; the name gives way first.
+    table.add_column("id", no_wrap=True, min_width=17)
+    table.add_column("name", overflow="ellipsis", no_wrap=True, max_width=30)
+    for column in ("kind", "status", "calls", "rejected"):
+        table.add_column(column, no_wrap=True)
+    for campaign in _campaign_store().list_campaigns():
+        status = campaign.status.value
+        if campaign.enqueue_state.value != "complete":
+            status += f", {campaign.enqueue_state.value}"
+        table.add_row(
+            campaign.campaign_id,
+            escape(campaign.name),
+            campaign.kind,
+            status,
+            f"{campaign.enqueued:,}",
+            f"{campaign.invalid + campaign.duplicates:,}",
+        )
+    console.print(table)
 
 
 def main() -> None:

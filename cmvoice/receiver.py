@@ -96,11 +96,11 @@ def create_app(runtime_factory: Callable[[], Runtime] = get_runtime) -> FastAPI:
             if len(body) > MAX_BODY_BYTES:
                 return _problem(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", metrics)
         try:
-            json.loads(body)
+            data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return _problem(400, "malformed_json", f"body is not JSON: {exc}", metrics)
         try:
-            event = parse_event(body)
+            event = parse_event(data)
         except InvalidEvent as exc:
             return _problem(422, "invalid_event", str(exc), metrics)
         if isinstance(event, CallQueued):
@@ -112,30 +112,41 @@ def create_app(runtime_factory: Callable[[], Runtime] = get_runtime) -> FastAPI:
         return await _accept(runtime, event.type, event.call_id, event.result.code, event)
 
     async def _accept(runtime: Runtime, kind: str, call_id: str, code: int, event: Any) -> Response:
-        guard = f"cmvoice:callback:{call_id}:{kind}"
-        try:
-            fresh = await run_in_threadpool(
-                runtime.redis.set, guard, "1", nx=True, ex=int(runtime.settings.retention)
-            )
-        except (redis.RedisError, OSError):
-            return _problem(503, "broker_unavailable", "Redis unreachable; retry later", metrics)
-        if not fresh:
-            metrics.rejected.labels(reason="duplicate").inc()
-            return Response(status_code=204)
         task_argument = event.to_payload()
         for name in NUMBER_FIELDS:
             task_argument.pop(name, None)
+        # One hop to a thread for both blocking steps: the hop costs more than either step.
+        outcome = await run_in_threadpool(
+            _dedupe_and_publish, runtime, kind, call_id, task_argument
+        )
+        if outcome == "unavailable":
+            return _problem(503, "broker_unavailable", "broker unreachable; retry later", metrics)
+        if outcome == "duplicate":
+            metrics.rejected.labels(reason="duplicate").inc()
+        else:
+            metrics.callbacks.labels(type=kind, code=str(code)).inc()
+        return Response(status_code=204)
+
+    def _dedupe_and_publish(
+        runtime: Runtime, kind: str, call_id: str, task_argument: dict[str, Any]
+    ) -> str:
+        guard = f"cmvoice:callback:{call_id}:{kind}"
+        try:
+            fresh = runtime.redis.set(guard, "1", nx=True, ex=int(runtime.settings.retention))
+        except (redis.RedisError, OSError):
+            return "unavailable"
+        if not fresh:
+            return "duplicate"
         started = time.perf_counter()
         try:
-            await run_in_threadpool(publish, task_argument)
+            publish(task_argument)
         except (OperationalError, redis.RedisError, OSError) as exc:
             # Forget we saw it, so that CM's retry is not taken for a duplicate.
-            await run_in_threadpool(_forget, runtime, guard)
+            _forget(runtime, guard)
             logger.warning("callback %s: broker unreachable (%s); answered 503", call_id, exc)
-            return _problem(503, "broker_unavailable", "broker unreachable; retry later", metrics)
+            return "unavailable"
         metrics.publish_seconds.observe(time.perf_counter() - started)
-        metrics.callbacks.labels(type=kind, code=str(code)).inc()
-        return Response(status_code=204)
+        return "published"
 
     @api.get("/healthz")
     def healthz() -> JSONResponse:

@@ -30,7 +30,12 @@ RECONCILE_TASK = "cmvoice.reconcile"
 #: this keeps it rare.
 VISIBILITY_TIMEOUT_S = int(MAX_COUNTDOWN_S * 10)
 
-TASK_MODULES = ["cmvoice.tasks.dispatch", "cmvoice.tasks.results", "cmvoice.tasks.maintenance"]
+TASK_MODULES = [
+    "cmvoice.tasks.dispatch",
+    "cmvoice.tasks.results",
+    "cmvoice.tasks.maintenance",
+    "cmvoice.tasks.campaigns",
+]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -62,7 +67,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             RECONCILE_TASK: {"queue": RESULTS_QUEUE},
             "cmvoice.campaign.*": {"queue": CAMPAIGNS_QUEUE},
         },
-        "task_send_sent_event": True,
+        # No task-sent events: each would cost producers (the receiver, campaigns) one more
+        # publish per task. Workers still send received/started/succeeded for Flower.
+        "task_send_sent_event": False,
+        # Producer connections shared by the receiver's and workers' threads; Celery's default
+        # of 10 makes 40 request threads queue for a connection.
+        "broker_pool_limit": 64,
         "worker_send_task_events": True,
         "beat_schedule": {
             "cmvoice-reconcile": {

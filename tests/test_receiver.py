@@ -254,7 +254,11 @@ def test_with_the_broker_down_callbacks_get_503_and_a_retry_later_is_handled(
 ) -> None:
     # Given a receiver process on its own broker, and a placed call in that broker's ledger
     port = free_port()
-    settings = {"broker_url": own_broker.url, "callback_secret": "outage-secret"}
+    settings = {
+        "broker_url": own_broker.url,
+        "callback_secret": "outage-secret",
+        "api_url": "http://127.0.0.1:9/voiceapi/v2",  # no CM here: the simulator's token
+    }
     log = (tmp_path / "receiver.log").open("wb")
     receiver = subprocess.Popen(
         [CMVOICE, "receiver", "--port", str(port), "--log-level", "warning"],
