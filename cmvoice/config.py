@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     retry_backoff_base: Duration = 1.0
     retry_backoff_max: Duration = 60.0
     unknown_timeout: Duration = 900.0
+    callback_timeout: Duration = 3600.0
     unknown_policy: Literal["fail", "redial"] = "fail"
     reconcile_interval: Duration = 10.0
     requeue_grace: Duration = 30.0

@@ -44,7 +44,7 @@ class CallState(StrEnum):
 
 
 #: States kept in a sorted-set index, so the reconciler finds them without scanning.
-INDEXED_STATES = (CallState.QUEUED, CallState.DISPATCHING, CallState.UNKNOWN)
+INDEXED_STATES = (CallState.QUEUED, CallState.DISPATCHING, CallState.PLACED, CallState.UNKNOWN)
 
 # Shared Lua prelude: server time in ms, and moving a record between state indexes.
 _PRELUDE = """
@@ -55,13 +55,10 @@ end
 local function index_key(state)
   return ARGV[1] .. ':state:' .. state
 end
+local indexed = {QUEUED = true, DISPATCHING = true, PLACED = true, UNKNOWN = true}
 local function move(key, id, old, new, score, retention_s)
-  if old == 'QUEUED' or old == 'DISPATCHING' or old == 'UNKNOWN' then
-    redis.call('ZREM', index_key(old), id)
-  end
-  if new == 'QUEUED' or new == 'DISPATCHING' or new == 'UNKNOWN' then
-    redis.call('ZADD', index_key(new), score, id)
-  end
+  if indexed[old] then redis.call('ZREM', index_key(old), id) end
+  if indexed[new] then redis.call('ZADD', index_key(new), score, id) end
   local campaign = redis.call('HGET', key, 'campaign_id')
   if campaign and old ~= new then
     -- Campaign counters move in the same atomic step as the record: they cannot drift.

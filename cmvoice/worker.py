@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from celery import Celery
 from kombu import Queue
+from kombu.exceptions import OperationalError
 
 from cmvoice.config import Settings, get_settings
 from cmvoice.schedule import MAX_COUNTDOWN_S
@@ -29,6 +31,22 @@ RECONCILE_TASK = "cmvoice.reconcile"
 #: or a waiting retry would be delivered twice. The ledger makes a second delivery harmless;
 #: this keeps it rare.
 VISIBILITY_TIMEOUT_S = int(MAX_COUNTDOWN_S * 10)
+
+#: Errors of a Redis or broker that is restarting or briefly unreachable: the task is retried
+#: (with backoff), not dropped. Every task is idempotent, so a retry after a partial run is safe.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    OperationalError,
+)
+#: Options of tasks that must survive a Redis restart.
+RETRY_ON_OUTAGE: dict[str, Any] = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 30,
+}
 
 TASK_MODULES = [
     "cmvoice.tasks.dispatch",

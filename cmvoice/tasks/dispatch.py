@@ -20,7 +20,7 @@ from cmvoice.producer import dispatch_later
 from cmvoice.ratelimit import GcraLimiter
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.signing import callback_url
-from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, app
+from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, RETRY_ON_OUTAGE, app
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,13 @@ def _warm_up(**_: object) -> None:
     runtime.callback_secret  # noqa: B018
 
 
-@app.task(name=DISPATCH_TASK, queue=DISPATCH_QUEUE, acks_late=True, reject_on_worker_lost=True)
+@app.task(
+    name=DISPATCH_TASK,
+    queue=DISPATCH_QUEUE,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    **RETRY_ON_OUTAGE,
+)
 def dispatch(instruction_id: str) -> str:
     """POST the instruction ``instruction_id`` to CM, exactly once."""
     return dispatch_instruction(get_runtime(), instruction_id)

@@ -32,6 +32,7 @@ class ReconcileReport:
     unknown_failed: int = 0
     unknown_redialed: int = 0
     republished: int = 0
+    no_callback: int = 0
     scheduled: int = 0
 
     def total(self) -> int:
@@ -114,7 +115,21 @@ def reconcile(runtime: Runtime) -> ReconcileReport:
                 runtime.slots.release(iid)
                 report.unknown_failed += 1
 
-    # 3. QUEUED long past due while the queue is empty: the message was lost (a worker killed
+    # 3. PLACED with no callback for too long: CM's callback was lost. The outcome is not
+    #    known, but the call is over; a callback arriving later still settles it (FINISHED).
+    silent_since = now - int(settings.callback_timeout * 1000)
+    for iid in ledger.ids_in(CallState.PLACED, max_score_ms=silent_since, limit=BATCH):
+        moved, _ = ledger.transition(
+            iid,
+            CallState.FAILED,
+            allowed=(CallState.PLACED,),
+            fields={"last_error": "placed, but no callback from CM within the callback timeout"},
+        )
+        if moved:
+            runtime.slots.release(iid)
+            report.no_callback += 1
+
+    # 4. QUEUED long past due while the queue is empty: the message was lost (a worker killed
     #    with it prefetched, a broker restarted without it). Republish; the claim dedupes.
     overdue = now - int(settings.requeue_grace * 1000)
     stale = ledger.ids_in(CallState.QUEUED, max_score_ms=overdue, limit=BATCH)
@@ -122,7 +137,7 @@ def reconcile(runtime: Runtime) -> ReconcileReport:
         publish_dispatch(stale)
         report.republished += len(stale)
 
-    # 4. Dispatches due from the schedule (long waits, redials).
+    # 5. Dispatches due from the schedule (long waits, redials).
     due = runtime.schedule.pop_due(BATCH)
     if due:
         publish_dispatch(due)

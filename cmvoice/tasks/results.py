@@ -17,7 +17,7 @@ from cmvoice.ledger import CallRecord, FinishOutcome
 from cmvoice.outcomes import CallOutcome, run_hooks
 from cmvoice.producer import dispatch_later
 from cmvoice.runtime import Runtime, get_runtime
-from cmvoice.worker import HANDLE_RESULT_TASK, RESULTS_QUEUE, app
+from cmvoice.worker import HANDLE_RESULT_TASK, RESULTS_QUEUE, RETRY_ON_OUTAGE, app
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def handle_event(runtime: Runtime, data: dict[str, Any]) -> str:
     return outcome_of_finish.value
 
 
-@app.task(name=HANDLE_RESULT_TASK, queue=RESULTS_QUEUE, acks_late=True)
+@app.task(name=HANDLE_RESULT_TASK, queue=RESULTS_QUEUE, acks_late=True, **RETRY_ON_OUTAGE)
 def handle_result(event: dict[str, Any]) -> str:
     """Record a CM callback in the ledger, redial by policy, deliver the outcome."""
     return handle_event(get_runtime(), event)
