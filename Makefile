@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint typecheck unit bench clean
 
 run: $(STAMP)  ## start the whole system on the embedded default and show a demo
-	for f in examples/*.json; do $(BIN)/cmvoice validate "$$f" || exit 1; done
+	$(BIN)/cmvoice dev --demo
 
 test: $(STAMP) lint typecheck unit  ## everything CI checks
 

@@ -34,9 +34,12 @@ from cmvoice.instructions import (
     VoicemailResponse,
     parse_instruction,
 )
+from cmvoice.outcomes import CallOutcome, on_result
+from cmvoice.producer import Ticket, enqueue
 
 __all__ = [
     "AuthenticationFailed",
+    "CallOutcome",
     "CallQueued",
     "CallResult",
     "CmThrottled",
@@ -57,11 +60,14 @@ __all__ = [
     "PromptType",
     "RequestRefused",
     "ResultCode",
+    "Ticket",
     "Voice",
     "VoiceApiClient",
     "VoiceApiError",
     "VoicemailResponse",
     "__version__",
+    "enqueue",
+    "on_result",
     "parse_event",
     "parse_instruction",
 ]

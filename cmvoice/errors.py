@@ -7,6 +7,7 @@
     ├── InvalidEvent            a callback body is not a CM event we understand
     ├── ConfigurationError      a CMVOICE_ variable is missing or wrong
     ├── BrokerUnavailable       Redis or the broker cannot be reached
+    ├── CampaignError           a campaign cannot start or change (unknown id, bad file, state)
     └── VoiceApiError           a POST to CM did not end in call-queued
         ├── CmUnreachable       connect/DNS error, refused: never reached CM   (retry)
         ├── CmThrottled         429, with the parsed Retry-After              (retry later)
@@ -79,6 +80,10 @@ class ConfigurationError(CmVoiceError):
 
 class BrokerUnavailable(CmVoiceError):
     """The broker or the Redis that holds the ledger cannot be reached."""
+
+
+class CampaignError(CmVoiceError):
+    """A campaign cannot be started, resumed or changed; the message says why and what to do."""
 
 
 class VoiceApiError(CmVoiceError):

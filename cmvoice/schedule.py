@@ -10,7 +10,7 @@ from __future__ import annotations
 import redis
 
 #: Longest wait handed to Celery as a countdown; longer ones go to the schedule.
-MAX_COUNTDOWN_S = 60.0
+MAX_COUNTDOWN_S = 15.0
 
 # ARGV[1] max entries. Returns the ids due now, removed from the schedule.
 _POP_DUE = """

@@ -14,7 +14,6 @@ from kombu import Queue
 from kombu.exceptions import OperationalError
 
 from cmvoice.config import Settings, get_settings
-from cmvoice.schedule import MAX_COUNTDOWN_S
 
 DISPATCH_QUEUE = "cmvoice.dispatch"
 RESULTS_QUEUE = "cmvoice.results"
@@ -27,10 +26,13 @@ HANDLE_RESULT_TASK = "cmvoice.handle_result"
 RECONCILE_TASK = "cmvoice.reconcile"
 
 #: Seconds a message may stay unacknowledged before Redis hands it to another worker. It must
-#: exceed the longest countdown the code produces (MAX_COUNTDOWN_S) plus a dispatch's own time,
-#: or a waiting retry would be delivered twice. The ledger makes a second delivery harmless;
-#: this keeps it rare.
-VISIBILITY_TIMEOUT_S = int(MAX_COUNTDOWN_S * 10)
+#: exceed the longest countdown the code produces (MAX_COUNTDOWN_S) plus the longest task (a
+#: dispatch: the rate wait and the HTTP timeouts), or a waiting retry would run twice; the ledger
+#: makes that harmless, this keeps it rare. It is also how long the messages of a worker killed
+#: with SIGKILL wait before another worker gets them: short, so nothing waits for long.
+VISIBILITY_TIMEOUT_S = 60
+#: Seconds between two looks for such messages.
+UNACKED_RESTORE_INTERVAL_S = 5
 
 #: Errors of a Redis or broker that is restarting or briefly unreachable: the task is retried
 #: (with backoff), not dropped. Every task is idempotent, so a retry after a partial run is safe.
@@ -58,7 +60,11 @@ TASK_MODULES = [
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from cmvoice's Settings."""
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    transport = {
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+        "unacked_restore_interval": UNACKED_RESTORE_INTERVAL_S,
+        "unacked_restore_throttle": 1,
+    }
     return {
         "broker_url": settings.effective_broker_url,
         "result_backend": settings.effective_redis_url,

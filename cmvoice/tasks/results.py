@@ -91,8 +91,19 @@ def _deliver(runtime: Runtime, outcome: CallOutcome) -> bool:
     guard = f"cmvoice:delivered:{outcome.instruction_id}:{outcome.call_id}"
     if not runtime.redis.set(guard, "1", nx=True, ex=int(runtime.settings.retention)):
         return False
-    for task_name in runtime.settings.result_tasks:
-        app.send_task(task_name, args=[outcome.to_dict()], queue=runtime.settings.result_queue)
+    try:
+        with app.producer_or_acquire() as producer:
+            for task_name in runtime.settings.result_tasks:
+                app.send_task(
+                    task_name,
+                    args=[outcome.to_dict()],
+                    queue=runtime.settings.result_queue,
+                    producer=producer,
+                )
+    except Exception:
+        # Not sent (the broker is down): forget the guard, so that the task's retry delivers.
+        runtime.redis.delete(guard)
+        raise
     run_hooks(outcome)
     return True
 

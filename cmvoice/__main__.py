@@ -1,0 +1,5 @@
+"""``python -m cmvoice``: the ``cmvoice`` command, for when the script is not on PATH."""
+
+from cmvoice.cli import main
+
+main()

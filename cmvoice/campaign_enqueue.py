@@ -1,0 +1,462 @@
+"""``campaign start``: stream a file into the ledger and the dispatch queue, batch by batch.
+
+Each batch is validated in memory, checked for duplicate callees (one round trip), committed
+in one MULTI/EXEC (records, the campaign's indexes, counters and the checkpoint: all or
+nothing), then published (one round trip) and its errors appended to the errors file. A run
+stopped anywhere leaves a campaign that ``--resume`` continues after its checkpoint, with the
+same instruction id for each row, so no row is ever enqueued twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import redis
+
+from cmvoice.campaign_rows import RowReader, RowValidator, SourceRow, fingerprint
+from cmvoice.campaigns import (
+    CHUNK,
+    Campaign,
+    CampaignStatus,
+    CampaignStore,
+    EnqueueState,
+    RowOutcome,
+    chunks,
+    instruction_id_for,
+    spreadsheet_safe,
+    text,
+)
+from cmvoice.errors import CampaignError, FieldError, InvalidInstruction
+from cmvoice.privacy import mask_number
+from cmvoice.publisher import DispatchPublisher
+from cmvoice.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+#: Rows validated and committed per Redis transaction (and per progress update).
+DEFAULT_BATCH_ROWS = 1000
+#: Columns of the errors file.
+ERRORS_COLUMNS = ("line", "field", "rule", "value")
+#: Milliseconds the enqueue lock lives unless refreshed: a killed start frees it this fast.
+ENQUEUE_LOCK_TTL_MS = 30_000
+
+# KEYS[1] the :seen hash; ARGV: (callee hash, line) pairs. Returns the first line of each
+# callee. Keyed by line, not a bare set member, so a batch replayed by --resume finds its own
+# rows as first (not duplicates of themselves).
+_CLAIM_CALLEES = """
+local owners = {}
+for i = 1, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+    owners[#owners + 1] = ARGV[i + 1]
+  else
+    owners[#owners + 1] = redis.call('HGET', KEYS[1], ARGV[i])
+  end
+end
+return owners
+"""
+
+# KEYS[1] lock; ARGV[1] token, ARGV[2] new ttl in ms, or 0 to release. Only the holder may.
+_LOCK_UPDATE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+
+@dataclass(frozen=True)
+class EnqueueProgress:
+    """Totals after each committed batch, for a progress bar."""
+
+    rows_read: int
+    enqueued: int
+    invalid: int
+    duplicates: int
+    line: int
+    position_bytes: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class EnqueueReport:
+    """What one ``campaign start`` (or ``--resume``) run did, with the campaign's totals."""
+
+    campaign_id: str
+    state: EnqueueState
+    rows_read: int
+    enqueued: int
+    invalid: int
+    duplicates: int
+    errors_path: str | None
+    elapsed_s: float
+    rows_this_run: int
+    stopped_because: str = ""
+
+
+class _ErrorsFile:
+    """The errors CSV, created at the first error; on resume rebuilt from Redis first."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: TextIO | None = None
+        self._writer: Any = None
+        self.written = 0
+
+    def _open(self) -> Any:
+        if self._writer is None:
+            self._file = self.path.open("w", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(ERRORS_COLUMNS)
+        return self._writer
+
+    def rebuild(self, entries: Iterable[tuple[int, FieldError, RowOutcome]]) -> None:
+        """Start the file again from the committed entries (a killed run may have written more)."""
+        self._open()
+        self.write(entries)
+
+    def write(self, entries: Iterable[tuple[int, FieldError, RowOutcome]]) -> None:
+        for chunk in chunks(entries, CHUNK):
+            rows = [
+                [line, *map(spreadsheet_safe, (error.field, error.rule, error.value))]
+                for line, error, _ in chunk
+            ]
+            self._open().writerows(rows)
+            self.written += len(rows)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class _EnqueueGuards:
+    """The campaign's enqueue lock (one start at a time) and its callees seen (duplicates)."""
+
+    def __init__(self, store: CampaignStore) -> None:
+        self.store = store
+        self.redis = store.redis
+        self._claim_callees = self.redis.register_script(_CLAIM_CALLEES)
+        self._lock_update = self.redis.register_script(_LOCK_UPDATE)
+
+    def acquire_lock(self, campaign_id: str) -> str:
+        token = secrets.token_hex(8)
+        if not self.redis.set(
+            self.store.key(campaign_id, "lock"), token, nx=True, px=ENQUEUE_LOCK_TTL_MS
+        ):
+            raise CampaignError(
+                f"another `campaign start` is enqueueing campaign {campaign_id}; if that process "
+                f"is gone, its lock expires within {ENQUEUE_LOCK_TTL_MS // 1000} s"
+            )
+        return token
+
+    def refresh_lock(self, campaign_id: str, token: str) -> bool:
+        key = self.store.key(campaign_id, "lock")
+        return bool(self._lock_update(keys=[key], args=[token, ENQUEUE_LOCK_TTL_MS]))
+
+    def release_lock(self, campaign_id: str, token: str) -> None:
+        self._lock_update(keys=[self.store.key(campaign_id, "lock")], args=[token, 0])
+
+    def claim_callees(self, campaign_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
+        """For each (callee hash, line): the first line of the campaign that calls it."""
+        args: list[Any] = []
+        for digest, line in pairs:
+            args += [digest, line]
+        owners = self._claim_callees(keys=[self.store.key(campaign_id, "seen")], args=args)
+        return [int(text(owner)) for owner in owners]
+
+
+@dataclass
+class _Run:
+    """How one run is going: rows read by it, and how it ended."""
+
+    rows: int = 0
+    state: EnqueueState = EnqueueState.INTERRUPTED
+    stopped_because: str = ""
+
+
+@dataclass
+class _Batch:
+    """A batch's rows sorted into calls to enqueue and rows to report."""
+
+    rows_read: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    calls: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    rejected: list[tuple[int, FieldError, RowOutcome]] = field(default_factory=list)
+
+
+class CampaignEnqueuer:
+    """Streams a campaign's file into the ledger and the dispatch queue, batch by batch.
+
+    Args:
+        store: the campaigns' Redis.
+        campaign: a new campaign, or one to resume after its checkpoint.
+        path: the file (default: the one the campaign was created with); it must be unchanged.
+        batch_rows: rows per committed batch.
+    """
+
+    def __init__(
+        self,
+        store: CampaignStore,
+        campaign: Campaign,
+        *,
+        path: Path | None = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+    ) -> None:
+        self.store = store
+        self.campaign = campaign
+        self.path = (path or Path(campaign.file)).resolve()
+        self.batch_rows = max(1, batch_rows)
+        if not self.path.is_file():
+            raise CampaignError(f"{self.path}: no such file")
+        if fingerprint(self.path) != campaign.fingerprint:
+            raise CampaignError(
+                f"{self.path} is not the file campaign {campaign.campaign_id} was started with "
+                f"({campaign.file}), or it changed since; resuming it could skip or repeat rows"
+            )
+        self.size_bytes = self.path.stat().st_size
+        self.validator = RowValidator(campaign.kind, campaign.template)
+        self._salt = bytes.fromhex(campaign.salt)
+        self.guards = _EnqueueGuards(store)
+
+    def _callee_hash(self, callee: str) -> str:
+        return hmac.new(self._salt, callee.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def run(
+        self,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_progress: Callable[[EnqueueProgress], None] | None = None,
+    ) -> EnqueueReport:
+        """Enqueue every row after the checkpoint; stop early, consistently, when asked.
+
+        ``should_stop`` is asked after each committed batch; ``on_progress`` hears of each.
+        """
+        store, cid = self.store, self.campaign.campaign_id
+        started = time.monotonic()
+        token = self.guards.acquire_lock(cid)
+        run = _Run()
+        try:
+            # Read once the lock is held: no other start can move the checkpoint any more.
+            self.campaign = store.get(cid)
+            if self.campaign.enqueue_state is EnqueueState.COMPLETE:
+                run.state, run.stopped_because = EnqueueState.COMPLETE, "already complete"
+            elif self.campaign.status is CampaignStatus.CANCELLED:
+                raise CampaignError(f"campaign {cid} was cancelled; nothing more is enqueued")
+            else:
+                store.redis.hset(store.key(cid), "enqueue_state", EnqueueState.ENQUEUING.value)
+                self._run_batches(run, token, should_stop, on_progress)
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                fields: dict[Any, str] = {"enqueue_state": run.state.value}
+                if run.state is EnqueueState.COMPLETE:
+                    fields["enqueue_finished_at"] = str(store.ledger.server_time_ms())
+                store.redis.hset(store.key(cid), mapping=fields)
+                self.guards.release_lock(cid, token)
+        return self._report(run, time.monotonic() - started)
+
+    def _run_batches(
+        self,
+        run: _Run,
+        token: str,
+        should_stop: Callable[[], bool],
+        on_progress: Callable[[EnqueueProgress], None] | None,
+    ) -> None:
+        store, campaign = self.store, self.campaign
+        cid = campaign.campaign_id
+        errors_path = Path(campaign.errors_path)
+        totals = [campaign.rows_read, campaign.enqueued, campaign.invalid, campaign.duplicates]
+        reader = RowReader(self.path, campaign.kind, file_format=campaign.file_format)
+        with contextlib.ExitStack() as stack:
+            publisher = stack.enter_context(DispatchPublisher())
+            errors = stack.enter_context(contextlib.closing(_ErrorsFile(errors_path)))
+            rows = reader.rows(
+                offset_bytes=campaign.checkpoint_offset, after_line=campaign.checkpoint_line
+            )
+            stack.callback(rows.close)
+            self._republish_unpublished(publisher)
+            if errors_path.exists() or campaign.invalid or campaign.duplicates:
+                # What was committed, only: a killed run may have written more than that.
+                errors.rebuild(store.rejected_entries(cid, max_line=campaign.checkpoint_line))
+            while chunk := list(itertools.islice(rows, self.batch_rows)):
+                batch = self._sort(chunk)
+                self._commit(batch, reader.position_bytes, reader.lines_read)
+                publisher.publish([iid for _, iid, _ in batch.calls])
+                store.redis.hset(store.key(cid), "published_line", reader.lines_read)
+                errors.write(batch.rejected)
+                errors.flush()
+                run.rows += batch.rows_read
+                counted = (batch.rows_read, len(batch.calls), batch.invalid, batch.duplicates)
+                totals = [total + n for total, n in zip(totals, counted, strict=True)]
+                if on_progress is not None:
+                    rows_read, enqueued, invalid, duplicates = totals
+                    on_progress(
+                        EnqueueProgress(
+                            rows_read=rows_read,
+                            enqueued=enqueued,
+                            invalid=invalid,
+                            duplicates=duplicates,
+                            line=reader.lines_read,
+                            position_bytes=reader.position_bytes,
+                            size_bytes=reader.size_bytes,
+                        )
+                    )
+                if not self.guards.refresh_lock(cid, token):
+                    raise CampaignError(f"campaign {cid}: lost the enqueue lock; resume it")
+                if text(store.redis.hget(store.key(cid), "status") or "") == "cancelled":
+                    run.stopped_because = "the campaign was cancelled"
+                    return
+                if should_stop():
+                    run.stopped_because = "interrupted"
+                    return
+        run.state = EnqueueState.COMPLETE
+
+    def _report(self, run: _Run, elapsed_s: float) -> EnqueueReport:
+        campaign = self.store.get(self.campaign.campaign_id)
+        errors_path = Path(campaign.errors_path)
+        return EnqueueReport(
+            campaign_id=campaign.campaign_id,
+            state=run.state,
+            rows_read=campaign.rows_read,
+            enqueued=campaign.enqueued,
+            invalid=campaign.invalid,
+            duplicates=campaign.duplicates,
+            errors_path=str(errors_path) if errors_path.exists() else None,
+            elapsed_s=elapsed_s,
+            rows_this_run=run.rows,
+            stopped_because=run.stopped_because,
+        )
+
+    def _republish_unpublished(self, publisher: DispatchPublisher) -> None:
+        """Publish the calls a killed run committed but may not have published."""
+        campaign, store = self.campaign, self.store
+        if campaign.published_line >= campaign.checkpoint_line:
+            return
+        key = store.key(campaign.campaign_id, "calls")
+        low, high = f"({campaign.published_line}", campaign.checkpoint_line
+        ids = [text(i) for i in store.redis.zrangebyscore(key, low, high)]
+        for chunk in chunks(ids, CHUNK):
+            publisher.publish(chunk)
+        store.redis.hset(
+            store.key(campaign.campaign_id), "published_line", campaign.checkpoint_line
+        )
+        logger.info("campaign %s: published %d calls again", campaign.campaign_id, len(ids))
+
+    def _sort(self, chunk: list[SourceRow]) -> _Batch:
+        """Validate the rows and find duplicate callees; nothing is written yet."""
+        batch = _Batch(rows_read=len(chunk))
+        cid = self.campaign.campaign_id
+        valid: list[tuple[int, str, dict[str, Any], str]] = []
+        for row in chunk:
+            if row.problem is not None:
+                batch.invalid += 1
+                batch.rejected.append((row.line, row.problem, RowOutcome.INVALID))
+                continue
+            try:
+                model = self.validator.validate(row.fields)
+            except InvalidInstruction as exc:
+                batch.invalid += 1
+                batch.rejected.extend((row.line, e, RowOutcome.INVALID) for e in exc.errors)
+                continue
+            valid.append(
+                (row.line, instruction_id_for(cid, row.line), model.to_payload(), model.callee)
+            )
+        if not valid:
+            return batch
+        owners = self.guards.claim_callees(
+            cid, [(self._callee_hash(callee), line) for line, _, _, callee in valid]
+        )
+        dials_duplicates = self.campaign.allow_duplicates
+        for (line, iid, payload, callee), owner in zip(valid, owners, strict=True):
+            if owner != line:
+                batch.duplicates += 1
+                if dials_duplicates:
+                    rule = f"duplicate of line {owner}; dialed again (allow duplicates)"
+                    outcome = RowOutcome.DUPLICATE_DIALED
+                else:
+                    rule = f"duplicate of line {owner}; not dialed again (one call per number)"
+                    outcome = RowOutcome.DUPLICATE
+                batch.rejected.append(
+                    (line, FieldError("callee", rule, mask_number(callee)), outcome)
+                )
+                if not dials_duplicates:
+                    continue
+            batch.calls.append((line, iid, payload))
+        return batch
+
+    def _commit(self, batch: _Batch, offset_bytes: int, last_line: int) -> None:
+        """One transaction: records, indexes, counters and the checkpoint, all or nothing."""
+        store, campaign = self.store, self.campaign
+        cid = campaign.campaign_id
+        pipe = store.redis.pipeline(transaction=True)
+        for line, iid, payload in batch.calls:
+            store.ledger.create(
+                iid,
+                campaign.kind,
+                payload,
+                campaign_id=cid,
+                extra={"campaign_line": str(line)},
+                pipeline=pipe,
+            )
+        if batch.calls:
+            pipe.zadd(store.key(cid, "calls"), {iid: line for line, iid, _ in batch.calls})
+        if batch.rejected:
+            members = {
+                json.dumps([line, e.field, e.rule, e.value, outcome.value]): line
+                for line, e, outcome in batch.rejected
+            }
+            pipe.zadd(store.key(cid, "rejected"), members)
+        key = store.key(cid)
+        pipe.hincrby(key, "rows_read", batch.rows_read)
+        pipe.hincrby(key, "enqueued", len(batch.calls))
+        pipe.hincrby(key, "invalid", batch.invalid)
+        pipe.hincrby(key, "duplicates", batch.duplicates)
+        pipe.hset(key, mapping={"checkpoint_line": last_line, "checkpoint_offset": offset_bytes})
+        store.touch(cid, pipe)
+        results = pipe.execute()
+        existing = sum(1 for created in results[: len(batch.calls)] if not created)
+        if existing:
+            logger.warning("campaign %s: %d calls were already in the ledger", cid, existing)
+
+
+def start_campaign(
+    runtime: Runtime,
+    path: Path,
+    kind: str,
+    *,
+    template: dict[str, Any] | Path | None = None,
+    name: str | None = None,
+    rate: str | None = None,
+    allow_duplicates: bool = False,
+    errors_path: Path | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_progress: Callable[[EnqueueProgress], None] | None = None,
+) -> EnqueueReport:
+    """Create a campaign from ``path`` and enqueue it: what ``cmvoice campaign start`` runs."""
+    store = CampaignStore(runtime)
+    campaign = store.create(
+        kind,
+        path,
+        template=template,
+        name=name,
+        rate=rate,
+        allow_duplicates=allow_duplicates,
+        errors_path=errors_path,
+    )
+    enqueuer = CampaignEnqueuer(store, campaign, batch_rows=batch_rows)
+    return enqueuer.run(should_stop=should_stop, on_progress=on_progress)

@@ -1,0 +1,159 @@
+"""``campaign report``: one CSV row per row of the campaign's file, and what became of it."""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from cmvoice.campaigns import CampaignStore, RowOutcome, spreadsheet_safe
+from cmvoice.privacy import mask_number
+
+#: Columns of the report, in order.
+REPORT_COLUMNS = (
+    "line",
+    "instruction_id",
+    "callee",
+    "state",
+    "attempts",
+    "result_code",
+    "result_description",
+    "digits",
+    "started_on",
+    "answered_on",
+    "finished_on",
+    "last_error",
+)
+#: Longest redial chain followed for one row: far above any redial policy, a guard against a
+#: cycle in corrupted data.
+MAX_CHAIN = 100
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """A row of the file and its outcome: the last attempt of its call, or why it was not called.
+
+    ``attempts`` counts the call's records: 1, plus one per redial. ``state`` is a ledger state
+    (FINISHED, FAILED, CANCELLED...), or INVALID / DUPLICATE for a row that was not called, or
+    EXPIRED when the ledger record outlived its retention.
+    """
+
+    line: int
+    instruction_id: str = ""
+    callee: str = ""
+    state: str = ""
+    attempts: int = 0
+    result_code: str = ""
+    result_description: str = ""
+    digits: str = ""
+    started_on: str = ""
+    answered_on: str = ""
+    finished_on: str = ""
+    last_error: str = ""
+
+    def cells(self) -> list[str]:
+        return [spreadsheet_safe(getattr(self, name)) for name in REPORT_COLUMNS]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def report_rows(
+    store: CampaignStore, campaign_id: str, *, unmask: bool = False
+) -> Iterator[ReportRow]:
+    """Every row in line order, streamed: memory stays flat in the campaign's size.
+
+    Callees are masked unless ``unmask``; a duplicate row only ever shows the masked number.
+    """
+    store.get(campaign_id)
+    calls = (
+        row
+        for chunk in store.call_chunks(campaign_id)
+        for row in _call_rows(store, chunk, unmask=unmask)
+    )
+    yield from heapq.merge(calls, _rejected_rows(store, campaign_id), key=lambda row: row.line)
+
+
+def write_report(
+    store: CampaignStore, campaign_id: str, out: TextIO, *, unmask: bool = False
+) -> int:
+    """Write the report as CSV to ``out``; returns the number of rows written."""
+    writer = csv.writer(out)
+    writer.writerow(REPORT_COLUMNS)
+    count = 0
+    for row in report_rows(store, campaign_id, unmask=unmask):
+        writer.writerow(row.cells())
+        count += 1
+    return count
+
+
+def _chains(store: CampaignStore, ids: list[str]) -> dict[str, list[dict[str, str]]]:
+    """Each id's records, the first attempt then its redials (``next_id``), a round trip a step."""
+    chains: dict[str, list[dict[str, str]]] = {iid: [] for iid in ids}
+    pending = {iid: iid for iid in ids}  # record to read -> the id of the row's first attempt
+    while pending:
+        pipe = store.redis.pipeline(transaction=False)
+        for record_id in pending:
+            pipe.hgetall(store.ledger.key(record_id))
+        following: dict[str, str] = {}
+        for root, raw in zip(pending.values(), pipe.execute(), strict=True):
+            if not raw:
+                continue  # expired
+            fields = {_text(k): _text(v) for k, v in raw.items() if _text(k) != "code"}
+            chains[root].append(fields)
+            next_id = fields.get("next_id")
+            if next_id and len(chains[root]) < MAX_CHAIN:
+                following[next_id] = root
+        pending = following
+    return chains
+
+
+def _call_rows(
+    store: CampaignStore, chunk: list[tuple[str, int]], *, unmask: bool
+) -> list[ReportRow]:
+    chains = _chains(store, [iid for iid, _ in chunk])
+    rows = []
+    for iid, line in chunk:
+        chain = chains[iid]
+        if not chain:
+            rows.append(ReportRow(line, iid, state="EXPIRED", last_error="ledger record expired"))
+            continue
+        first, last = chain[0], chain[-1]
+        callee = str(json.loads(first.get("payload") or "{}").get("callee", ""))
+        rows.append(
+            ReportRow(
+                line=line,
+                instruction_id=iid,
+                callee=callee if unmask else mask_number(callee),
+                state=last.get("state", ""),
+                attempts=len(chain),
+                result_code=last.get("result_code", ""),
+                result_description=last.get("result_description", ""),
+                digits=last.get("digits", ""),
+                started_on=last.get("started_on", ""),
+                answered_on=last.get("answered_on", ""),
+                finished_on=last.get("finished_on", ""),
+                last_error=last.get("last_error", ""),
+            )
+        )
+    return rows
+
+
+def _rejected_rows(store: CampaignStore, campaign_id: str) -> Iterator[ReportRow]:
+    """Rows not called: invalid ones, and duplicates (a duplicate dialed anyway is a call)."""
+    entries = (
+        entry
+        for entry in store.rejected_entries(campaign_id)
+        if entry[2] is not RowOutcome.DUPLICATE_DIALED
+    )
+    for line, group in itertools.groupby(entries, key=lambda entry: entry[0]):
+        errors = list(group)
+        outcome = errors[0][2]
+        callee = errors[0][1].value if outcome is RowOutcome.DUPLICATE else ""
+        message = "; ".join(f"{error.field}: {error.rule}" for _, error, _ in errors)
+        yield ReportRow(line, callee=callee, state=outcome.value, last_error=message)
