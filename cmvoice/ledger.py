@@ -144,8 +144,9 @@ return 'sending'
 
 # Move a claimed record on. ARGV[4] claim token ('' = no claim needed), ARGV[5] new state,
 # ARGV[6] comma-separated states it may come from, ARGV[7] index score offset in ms,
-# ARGV[8] attempts increment, ARGV[9..] field/value pairs to set.
-# Returns {'ok'} or {current state}.
+# ARGV[8] attempts increment, ARGV[9] number of field/value pairs, then the pairs, then one
+# message per KEYS[2..]: pushed onto those lists only if the record moved (an outbox).
+# Returns {'ok', state before} or {current state}.
 _TRANSITION = (
     _PRELUDE
     + """
@@ -156,11 +157,13 @@ for s in string.gmatch(ARGV[6], '[^,]+') do if s == state then allowed = true en
 if not allowed then return {state} end
 if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'claim') ~= ARGV[4] then return {state} end
 local now = now_ms()
-for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local pairs_end = 9 + 2 * tonumber(ARGV[9])
+for i = 10, pairs_end, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if tonumber(ARGV[8]) > 0 then redis.call('HINCRBY', KEYS[1], 'attempts', ARGV[8]) end
 local score = now + tonumber(ARGV[7])
 if ARGV[5] == 'QUEUED' then redis.call('HSET', KEYS[1], 'due_at', score, 'sent', '0') end
 move(KEYS[1], ARGV[2], state, ARGV[5], score, ARGV[3])
+for i = 2, #KEYS do redis.call('LPUSH', KEYS[i], ARGV[pairs_end + i - 1]) end
 return {'ok', state}
 """
 )
@@ -357,22 +360,29 @@ class CallLedger:
         score_in_s: float = 0.0,
         count_attempt: bool = False,
         fields: dict[str, str] | None = None,
+        outbox: Sequence[tuple[str, bytes]] = (),
     ) -> tuple[bool, CallState | None]:
         """Move a record to ``to`` if it is in one of ``allowed`` (and holds ``token``, if given).
 
+        ``outbox`` holds (list key, message) pairs pushed in the same atomic step, only if the
+        record moved: messages that must go out once, and only with the transition.
         Returns (moved, state before); state before is None when there is no record.
         """
-        args = [
+        fields = fields or {}
+        args: list[Any] = [
             *self._base_args(instruction_id),
             token,
             to.value,
             ",".join(state.value for state in allowed),
             int(score_in_s * 1000),
             1 if count_attempt else 0,
+            len(fields),
         ]
-        for name, value in (fields or {}).items():
+        for name, value in fields.items():
             args += [name, value]
-        result = self._transition(keys=[self.key(instruction_id)], args=args)
+        args += [message for _, message in outbox]
+        keys = [self.key(instruction_id), *(key for key, _ in outbox)]
+        result = self._transition(keys=keys, args=args)
         outcome = _text(result[0])
         if outcome == "missing":
             return False, None
@@ -444,7 +454,13 @@ class CallLedger:
         )
         return moved
 
-    def finish(self, instruction_id: str, call_id: str, fields: dict[str, str]) -> FinishOutcome:
+    def finish(
+        self,
+        instruction_id: str,
+        call_id: str,
+        fields: dict[str, str],
+        outbox: Sequence[tuple[str, bytes]] = (),
+    ) -> FinishOutcome:
         """Record CM's callback: FINISHED, from any state a placed call can be in.
 
         UNKNOWN and FAILED are included on purpose: a callback proves the call was placed, and
@@ -466,6 +482,7 @@ class CallLedger:
                 CallState.FAILED,
             ),
             fields={"call_id": call_id, **fields},
+            outbox=outbox,
         )
         return FinishOutcome.RECORDED if moved else FinishOutcome.DUPLICATE
 
@@ -484,7 +501,7 @@ class CallLedger:
         pipe = self.redis.pipeline(transaction=False)
         for iid in instruction_ids:
             args = [*self._base_args(iid), "", CallState.CANCELLED.value, CallState.QUEUED.value]
-            args += [0, 0, "last_error", reason]
+            args += [0, 0, 1, "last_error", reason]
             self._transition(keys=[self.key(iid)], args=args, client=pipe)
         return sum(1 for result in pipe.execute() if _text(result[0]) == "ok")
 

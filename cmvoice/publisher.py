@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -55,3 +57,33 @@ class DispatchPublisher:
                 amqp.send_task_message(
                     producer, DISPATCH_TASK, message, queue=DISPATCH_QUEUE, declare=[], retry=False
                 )
+
+
+def redis_queue_message(task_name: str, args: Sequence[Any], queue: str) -> tuple[str, bytes]:
+    """A Celery task message as kombu's Redis transport stores it: (list key, bytes to LPUSH).
+
+    For a Lua script that must publish atomically with a ledger transition (the outbox of
+    ``cmvoice.handle_result``), where a separate publish could be lost or repeated by a crash.
+    The envelope is kombu's own (``prepare_message`` + ``basic_publish``), with Celery's
+    headers and body from ``as_task_v2``; a real worker consuming it is tested.
+    """
+    task_id = str(uuid.uuid4())
+    message = app.amqp.as_task_v2(
+        task_id, task_name, args=tuple(args), argsrepr=repr(tuple(args)), kwargsrepr="{}"
+    )
+    body = json.dumps(message.body).encode()
+    envelope = {
+        "body": base64.b64encode(body).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": message.headers,
+        "properties": {
+            **message.properties,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return queue, json.dumps(envelope).encode()

@@ -1,4 +1,9 @@
-"""A user's result task, as an application would write one: it keeps what it receives."""
+"""A user's result task, as an application would write one: it keeps what it receives.
+
+Each execution is recorded with its Celery task id. A message runs again if its worker dies
+before acknowledging it (Celery's at-least-once), but it keeps its task id; a second *publish*
+of an outcome would have a new one. So distinct task ids count deliveries.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,26 @@ import os
 from typing import Any
 
 import redis
+from celery import Task
 
 from cmvoice.worker import app
 
 OUTCOMES_KEY = "test:outcomes"
 
 
-@app.task(name="tests.record_outcome")
-def record_outcome(outcome: dict[str, Any]) -> None:
+@app.task(name="tests.record_outcome", bind=True)
+def record_outcome(self: Task, outcome: dict[str, Any]) -> None:
     client = redis.Redis.from_url(os.environ["CMVOICE_BROKER_URL"])
-    client.rpush(OUTCOMES_KEY, json.dumps(outcome))
+    client.rpush(OUTCOMES_KEY, json.dumps({**outcome, "task_id": self.request.id}))
     client.close()
 
 
 def received_outcomes() -> list[dict[str, Any]]:
+    """Each delivered outcome once (a re-run of the same message is not a new delivery)."""
     client = redis.Redis.from_url(os.environ["CMVOICE_BROKER_URL"])
     try:
-        return [json.loads(item) for item in client.lrange(OUTCOMES_KEY, 0, -1)]
+        executions = [json.loads(item) for item in client.lrange(OUTCOMES_KEY, 0, -1)]
     finally:
         client.close()
+    by_task = {execution["task_id"]: execution for execution in executions}
+    return list(by_task.values())

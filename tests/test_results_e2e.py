@@ -125,3 +125,19 @@ def test_call_status_shows_the_whole_attempt_chain_with_masked_numbers(
     assert [a["result_code"] for a in status["attempts"]] == ["12", "10"]
     assert status["callee"] == "+31******666"
     assert "+31612345666" not in result.stdout
+
+
+def test_with_a_separate_broker_outcomes_are_published_after_the_transition(
+    stack: Stack, worker: Any
+) -> None:
+    # Given a ledger Redis named apart from the broker (as with RabbitMQ as the broker):
+    # the outbox cannot be atomic, so the outcome is published after the transition
+    ledger_url = stack.redis_url.replace("127.0.0.1", "localhost")
+    stack.make_runtime(result_tasks=RESULT_TASK, redis_url=ledger_url)
+
+    ticket = enqueue({"callee": "+31612345644", "caller": CALLER, "prompt": "Hello."})
+
+    wait_for(lambda: received_outcomes())
+    assert [(o["instruction_id"], o["final"]) for o in received_outcomes()] == [
+        (ticket.instruction_id, True)
+    ]

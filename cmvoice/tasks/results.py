@@ -13,9 +13,10 @@ from typing import Any
 
 from cmvoice.errors import InvalidEvent
 from cmvoice.events import CallQueued, DtmfFinished, FinishedEvent, parse_event
-from cmvoice.ledger import CallRecord, FinishOutcome
+from cmvoice.ledger import CallRecord, CallState, FinishOutcome
 from cmvoice.outcomes import CallOutcome, run_hooks
 from cmvoice.producer import dispatch_later
+from cmvoice.publisher import redis_queue_message
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.worker import HANDLE_RESULT_TASK, RESULTS_QUEUE, RETRY_ON_OUTAGE, app
 
@@ -45,8 +46,12 @@ def _event_fields(event: FinishedEvent) -> dict[str, str]:
     return fields
 
 
-def _redial(runtime: Runtime, record: CallRecord, event: FinishedEvent) -> str | None:
-    """Queue the next attempt if the policy asks for one; returns its id."""
+def _plan_redial(runtime: Runtime, record: CallRecord, event: FinishedEvent) -> str | None:
+    """Write the next attempt's record if the policy asks for one; returns its id.
+
+    Idempotent (the id derives from the call it follows); it is dispatched only once the
+    callback is recorded.
+    """
     settings = runtime.settings
     attempt = record.get_int("attempt_no", 1)
     if event.result.code not in settings.redial_codes:
@@ -57,37 +62,45 @@ def _redial(runtime: Runtime, record: CallRecord, event: FinishedEvent) -> str |
         # The OTP code was deleted when CM accepted the first call; it is not kept for redials.
         logger.info("call %s: not redialing an OTP call (its code is gone)", record.instruction_id)
         return None
-    root = record.get("root_id") or record.instruction_id
     next_id = redial_id_for(record.instruction_id, event.call_id)
-    payload = {**record.payload, "instruction-id": next_id}
-    created = runtime.ledger.create(
+    runtime.ledger.create(
         next_id,
         record.kind,
-        payload,
+        {**record.payload, "instruction-id": next_id},
         campaign_id=record.campaign_id,
         extra={
-            "root_id": root,
+            "root_id": record.get("root_id") or record.instruction_id,
             "attempt_no": str(attempt + 1),
             "previous_id": record.instruction_id,
         },
         due_in_s=settings.redial_delay,
     )
-    runtime.redis.hset(runtime.ledger.key(record.instruction_id), "next_id", next_id)
-    if created:
-        dispatch_later(runtime, next_id, settings.redial_delay)
-        logger.info(
-            "call %s: result %s, redial %s (attempt %d) in %.0fs",
-            record.instruction_id,
-            event.result.code,
-            next_id,
-            attempt + 1,
-            settings.redial_delay,
-        )
     return next_id
 
 
+def _outbox(runtime: Runtime, outcome: CallOutcome) -> list[tuple[str, bytes]] | None:
+    """The result-task messages to push with the FINISHED transition, when that can be atomic.
+
+    It can when the broker is the ledger's Redis (the default): the messages then go out
+    exactly once, with the transition. Otherwise None: they are published after it.
+    """
+    settings = runtime.settings
+    if not settings.effective_broker_url.startswith("redis"):
+        return None
+    if settings.effective_broker_url != settings.effective_redis_url:
+        return None
+    args = [outcome.to_dict()]
+    return [
+        redis_queue_message(name, args, settings.result_queue) for name in settings.result_tasks
+    ]
+
+
 def _deliver(runtime: Runtime, outcome: CallOutcome) -> bool:
-    """Send the outcome to the result tasks and hooks, once per call attempt."""
+    """Publish the outcome to the result tasks, once per call attempt (another broker).
+
+    At most once: a worker killed between the guard and the publish loses the delivery; with
+    the ledger's Redis as the broker the outbox makes it exactly once instead.
+    """
     guard = f"cmvoice:delivered:{outcome.instruction_id}:{outcome.call_id}"
     if not runtime.redis.set(guard, "1", nx=True, ex=int(runtime.settings.retention)):
         return False
@@ -104,7 +117,6 @@ def _deliver(runtime: Runtime, outcome: CallOutcome) -> bool:
         # Not sent (the broker is down): forget the guard, so that the task's retry delivers.
         runtime.redis.delete(guard)
         raise
-    run_hooks(outcome)
     return True
 
 
@@ -115,15 +127,15 @@ def handle_event(runtime: Runtime, data: dict[str, Any]) -> str:
     if isinstance(finished, CallQueued):
         raise InvalidEvent("handle_result takes *-finished events, not call-queued")
     iid = finished.instruction_id or ""
-    outcome_of_finish = runtime.ledger.finish(iid, finished.call_id, _event_fields(finished))
-    if outcome_of_finish is FinishOutcome.MISSING:
-        logger.warning("callback for %s: no such instruction in the ledger", iid)
-        return "missing"
-    runtime.slots.release(iid)
     record = runtime.ledger.get(iid)
-    if record is None:  # expired between the two reads
-        return "missing"
-    next_id = _redial(runtime, record, finished)
+    if record is None:
+        logger.warning("callback for %s: no such instruction in the ledger", iid)
+        return FinishOutcome.MISSING.value
+    if record.state is CallState.FINISHED and record.call_id in (None, finished.call_id):
+        runtime.slots.release(iid)
+        return FinishOutcome.DUPLICATE.value
+    next_id = _plan_redial(runtime, record, finished)
+    times = finished.to_payload()
     outcome = CallOutcome(
         instruction_id=iid,
         root_instruction_id=record.get("root_id") or iid,
@@ -134,21 +146,29 @@ def handle_event(runtime: Runtime, data: dict[str, Any]) -> str:
         description=finished.result.description,
         call_id=finished.call_id,
         digits=finished.digits if isinstance(finished, DtmfFinished) else None,
-        started_on=record.get("started_on") or None,
-        answered_on=record.get("answered_on") or None,
-        finished_on=record.get("finished_on") or None,
+        started_on=times.get("started-on"),
+        answered_on=times.get("answered-on"),
+        finished_on=times.get("finished-on"),
         campaign_id=record.campaign_id,
         redial_instruction_id=next_id,
     )
-    delivered = _deliver(runtime, outcome)
-    logger.info(
-        "callback for %s: code %s (%s)%s",
-        iid,
-        finished.result.code,
-        outcome_of_finish.value,
-        "" if delivered else ", outcome already delivered",
-    )
-    return outcome_of_finish.value
+    fields = _event_fields(finished)
+    if next_id:
+        fields["next_id"] = next_id
+    outbox = _outbox(runtime, outcome)
+    recorded = runtime.ledger.finish(iid, finished.call_id, fields, outbox=outbox or ())
+    runtime.slots.release(iid)
+    if recorded is not FinishOutcome.RECORDED:
+        # A duplicate callback or a redelivered task: the first one did the rest.
+        return recorded.value
+    if next_id:
+        dispatch_later(runtime, next_id, runtime.settings.redial_delay)
+        logger.info("call %s: result %s, redial %s", iid, finished.result.code, next_id)
+    if outbox is None:
+        _deliver(runtime, outcome)
+    run_hooks(outcome)
+    logger.info("callback for %s: code %s recorded", iid, finished.result.code)
+    return recorded.value
 
 
 @app.task(name=HANDLE_RESULT_TASK, queue=RESULTS_QUEUE, acks_late=True, **RETRY_ON_OUTAGE)
