@@ -11,6 +11,7 @@ from typing import Any
 from cmvoice.errors import FieldError, InvalidInstruction
 from cmvoice.instructions import Instruction, infer_kind, parse_instruction
 from cmvoice.privacy import mask_number, quote_value
+from cmvoice.publisher import DispatchPublisher
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.schedule import MAX_COUNTDOWN_S
 from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, app
@@ -30,14 +31,21 @@ class Ticket:
 
 def publish_dispatch(instruction_ids: Iterable[str], *, countdown_s: float = 0.0) -> None:
     """Publish one ``cmvoice.dispatch`` message per id (the id is the only argument)."""
+    ids = list(instruction_ids)
+    if not countdown_s:
+        with DispatchPublisher() as publisher:
+            publisher.publish(ids)
+        return
     with app.producer_or_acquire() as producer:
-        for instruction_id in instruction_ids:
+        for instruction_id in ids:
             app.send_task(
                 DISPATCH_TASK,
                 args=[instruction_id],
                 queue=DISPATCH_QUEUE,
-                countdown=countdown_s or None,
+                countdown=countdown_s,
                 producer=producer,
+                # No result to wait for: the ledger has it. Saves a result-backend subscription.
+                ignore_result=True,
             )
 
 

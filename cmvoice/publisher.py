@@ -51,7 +51,7 @@ class DispatchPublisher:
                     ignore_result=True,
                     reply_to=app.thread_oid,
                     # What Celery's saferepr would give for an id, at a fraction of its cost.
-                    argsrepr=repr(args),
+                    argsrepr=repr(list(args)),
                     kwargsrepr="{}",
                 )
                 amqp.send_task_message(
@@ -69,7 +69,7 @@ def redis_queue_message(task_name: str, args: Sequence[Any], queue: str) -> tupl
     """
     task_id = str(uuid.uuid4())
     message = app.amqp.as_task_v2(
-        task_id, task_name, args=tuple(args), argsrepr=repr(tuple(args)), kwargsrepr="{}"
+        task_id, task_name, args=tuple(args), argsrepr=repr(list(args)), kwargsrepr="{}"
     )
     body = json.dumps(message.body).encode()
     envelope = {

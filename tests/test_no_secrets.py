@@ -107,9 +107,8 @@ def test_no_task_event_log_line_or_stored_record_holds_a_number_code_or_token(
     received = [e for e in task_events if e.get("type") == "task-received"]
     assert any(e.get("name") == "cmvoice.dispatch" for e in received)
     dispatches = [e for e in received if e.get("name") == "cmvoice.dispatch"]
-    assert all(
-        e["args"] in (f"['{ticket.instruction_id}']", [ticket.instruction_id]) for e in dispatches
-    )
+    # the only argument shown is the instruction id, whatever the repr's brackets
+    assert all(str(e["args"]).strip("[](),'\" ") == ticket.instruction_id for e in dispatches)
     assert_clean(json.dumps(task_events, default=str))
     # and no log line or printed output holds the number, the code, the prompt or the token
     assert "+31******673" in caplog.text, "the worker's log lines were captured, masked"
