@@ -26,6 +26,8 @@ CALLEE = "+31612345678"
 TEST_SECRET = "test-callback-secret"
 SIM_TOKEN = "00000000-0000-0000-0000-000000000000"
 
+pytest_plugins = ["tests.simulator_fixtures"]
+
 _REDIS_PORT = free_port()
 os.environ["CMVOICE_BROKER_URL"] = f"redis://127.0.0.1:{_REDIS_PORT}/0"
 os.environ["CMVOICE_CALLBACK_SECRET"] = TEST_SECRET

@@ -32,19 +32,6 @@ def simulator() -> Iterator[ServerThread]:
         yield server
 
 
-@pytest.fixture
-def sim_url(simulator: ServerThread) -> str:
-    requests.post(f"{simulator.url}/_sim/reset", timeout=5).raise_for_status()
-    return simulator.url
-
-
-@pytest.fixture
-def client(sim_url: str) -> Iterator[VoiceApiClient]:
-    client = VoiceApiClient(DEV_PRODUCT_TOKEN, api_url=f"{sim_url}/voiceapi/v2")
-    yield client
-    client.close()
-
-
 def otp(callback_url: str) -> OtpInstruction:
     return OtpInstruction(callee=CALLEE, caller=CALLER, code=CODE, callback_url=callback_url)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -37,31 +36,6 @@ EVENT_CLASSES = {"notification": NotificationFinished, "otp": OtpFinished, "dtmf
 #: 1/1000: a 60 s ring takes 60 ms.
 TIME_SCALE = 0.001
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[ServerThread]:
-    with ServerThread(create_app(SimulatorConfig(time_scale=TIME_SCALE))) as server:
-        yield server
-
-
-@pytest.fixture
-def sim_url(simulator: ServerThread) -> str:
-    requests.post(f"{simulator.url}/_sim/reset", timeout=5).raise_for_status()
-    return simulator.url
-
-
-@pytest.fixture
-def client(sim_url: str) -> Iterator[VoiceApiClient]:
-    client = VoiceApiClient(DEV_PRODUCT_TOKEN, api_url=f"{sim_url}/voiceapi/v2")
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def sink() -> Iterator[CallbackSink]:
-    with CallbackSink() as sink:
-        yield sink
 
 
 def make_instruction(kind: str, callee: str, callback_url: str, **fields: Any) -> Instruction:

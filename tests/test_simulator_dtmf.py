@@ -12,7 +12,7 @@ from cmvoice.client import VoiceApiClient
 from cmvoice.events import DtmfFinished, parse_event
 from cmvoice.instructions import DtmfInstruction
 from cmvoice.serving import ServerThread
-from cmvoice.simulator import DEV_PRODUCT_TOKEN, SimulatorConfig, create_app
+from cmvoice.simulator import DEV_PRODUCT_TOKEN
 from cmvoice.simulator.behaviour import dtmf_talk_s
 from cmvoice.simulator.dtmf import default_keys, read_input, run_attempts
 from tests.callback_sink import CallbackSink
@@ -109,24 +109,12 @@ def test_talk_time_grows_with_the_attempts() -> None:
 # The same rules, end to end through the simulator.
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[ServerThread]:
-    with ServerThread(create_app(SimulatorConfig(time_scale=0.001))) as server:
-        yield server
-
-
 @pytest.fixture
 def client(simulator: ServerThread) -> Iterator[VoiceApiClient]:
     requests.post(f"{simulator.url}/_sim/reset", timeout=5).raise_for_status()
     client = VoiceApiClient(DEV_PRODUCT_TOKEN, api_url=f"{simulator.url}/voiceapi/v2")
     yield client
     client.close()
-
-
-@pytest.fixture
-def sink() -> Iterator[CallbackSink]:
-    with CallbackSink() as sink:
-        yield sink
 
 
 @pytest.mark.parametrize(

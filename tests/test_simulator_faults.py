@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,31 +20,6 @@ from tests.callback_sink import CallbackSink, wait_until
 CALLER = "+31761234567"
 CALLEE = "+31612345678"
 HEADERS = {"X-CM-PRODUCTTOKEN": DEV_PRODUCT_TOKEN, "Content-Type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[ServerThread]:
-    with ServerThread(create_app(SimulatorConfig(time_scale=0.001))) as server:
-        yield server
-
-
-@pytest.fixture
-def sim_url(simulator: ServerThread) -> str:
-    requests.post(f"{simulator.url}/_sim/reset", timeout=5).raise_for_status()
-    return simulator.url
-
-
-@pytest.fixture
-def client(sim_url: str) -> Iterator[VoiceApiClient]:
-    client = VoiceApiClient(DEV_PRODUCT_TOKEN, api_url=f"{sim_url}/voiceapi/v2")
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def sink() -> Iterator[CallbackSink]:
-    with CallbackSink() as sink:
-        yield sink
 
 
 def set_faults(sim_url: str, **faults: Any) -> None:

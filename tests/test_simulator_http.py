@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,25 +21,6 @@ CALLER = "+31761234567"
 CALLEE = "+31612345678"
 OTHER_TOKEN = "0b6c54a2-5f7e-4d3c-9a61-2f0e8d7c6b5a"
 NOTIFICATION = {"callee": CALLEE, "caller": CALLER, "prompt": "hello.wav"}
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[ServerThread]:
-    with ServerThread(create_app(SimulatorConfig(time_scale=0.001))) as server:
-        yield server
-
-
-@pytest.fixture
-def sim_url(simulator: ServerThread) -> str:
-    requests.post(f"{simulator.url}/_sim/reset", timeout=5).raise_for_status()
-    return simulator.url
-
-
-@pytest.fixture
-def client(sim_url: str) -> Iterator[VoiceApiClient]:
-    client = VoiceApiClient(DEV_PRODUCT_TOKEN, api_url=f"{sim_url}/voiceapi/v2")
-    yield client
-    client.close()
 
 
 def post(url: str, body: Any = None, *, token: str | None = DEV_PRODUCT_TOKEN) -> requests.Response:
