@@ -14,7 +14,7 @@ from cmvoice.client import VoiceApiClient
 from cmvoice.config import parse_rate
 from cmvoice.errors import AuthenticationFailed, VoiceApiError
 from cmvoice.instructions import MODELS
-from cmvoice.ledger import Claim, SendDecision
+from cmvoice.ledger import CallState, Claim, SendDecision
 from cmvoice.privacy import mask_number
 from cmvoice.producer import dispatch_later
 from cmvoice.ratelimit import GcraLimiter
@@ -50,6 +50,22 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
         runtime.ledger.fail(instruction_id, reason, claim=claim)
         return "failed: bad token"
 
+    campaign_id = claim.record.campaign_id
+    status = _campaign_status(runtime, campaign_id) if campaign_id else ""
+    if status in ("paused", "cancelled"):
+        # Checked early too, so that a paused campaign's calls take no slot and no rate. The
+        # check that counts is the atomic one just before the POST (mark_sending).
+        if status == "paused":
+            return _hold(runtime, claim)
+        runtime.ledger.transition(
+            instruction_id,
+            CallState.CANCELLED,
+            allowed=(CallState.DISPATCHING,),
+            token=claim.token,
+            fields={"last_error": "campaign cancelled"},
+        )
+        return "skipped: cancelled"
+
     if not runtime.slots.acquire(instruction_id):
         runtime.ledger.release(claim, due_in_s=SLOT_RETRY_S, error="")
         dispatch_later(runtime, instruction_id, SLOT_RETRY_S)
@@ -75,6 +91,19 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
     return _post(runtime, client, claim)
 
 
+def _campaign_status(runtime: Runtime, campaign_id: str) -> str:
+    status = runtime.redis.hget(runtime.ledger.campaign_key(campaign_id), "status")
+    return status.decode() if isinstance(status, bytes) else str(status or "")
+
+
+def _hold(runtime: Runtime, claim: Claim) -> str:
+    """Hold a paused campaign's call until it resumes (resume dispatches its held calls)."""
+    iid = claim.record.instruction_id
+    runtime.ledger.release(claim, due_in_s=PAUSED_HOLD_S)
+    runtime.redis.sadd(runtime.ledger.campaign_key(claim.record.campaign_id or "") + ":held", iid)
+    return "held: campaign paused"
+
+
 def _campaign_limiter(runtime: Runtime, campaign_id: str | None) -> GcraLimiter | None:
     """The campaign's own rate limiter, when it was started with ``--rate``."""
     if not campaign_id:
@@ -96,10 +125,7 @@ def _post(runtime: Runtime, client: VoiceApiClient, claim: Claim) -> str:
     if decision is not SendDecision.SENDING:
         runtime.slots.release(iid)
         if decision is SendDecision.PAUSED:
-            # Held until the campaign resumes, which dispatches its held calls again.
-            runtime.ledger.release(claim, due_in_s=PAUSED_HOLD_S)
-            runtime.redis.sadd(runtime.ledger.campaign_key(record.campaign_id or "") + ":held", iid)
-            return "held: campaign paused"
+            return _hold(runtime, claim)
         if decision is SendDecision.LOST:
             logger.warning("dispatch %s: claim lost before sending; another worker has it", iid)
         return f"skipped: {decision.value}"
