@@ -19,7 +19,15 @@ from cmvoice.worker import app
 OUTCOMES_KEY = "test:outcomes"
 
 
-@app.task(name="tests.record_outcome", bind=True)
+# Like any task that writes somewhere, it retries while that place is briefly down (the fault
+# suite restarts Redis); a retry keeps the task id, so it is not a second delivery.
+@app.task(
+    name="tests.record_outcome",
+    bind=True,
+    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    retry_backoff=0.2,
+    max_retries=20,
+)
 def record_outcome(self: Task, outcome: dict[str, Any]) -> None:
     client = redis.Redis.from_url(os.environ["CMVOICE_BROKER_URL"])
     client.rpush(OUTCOMES_KEY, json.dumps({**outcome, "task_id": self.request.id}))

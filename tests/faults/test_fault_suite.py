@@ -212,7 +212,16 @@ def test_a_campaign_through_faults_crashes_and_a_redis_restart_loses_and_repeats
             return Counter(iid for iid, _ in {(r["instruction_id"], r["task_id"]) for r in runs})
 
         # A result task held by a killed worker comes back after the visibility timeout.
-        wait_for(lambda: set(deliveries()) >= finished_ids(), timeout_s=120, interval_s=1.0)
+        try:
+            wait_for(lambda: set(deliveries()) >= finished_ids(), timeout_s=120, interval_s=1.0)
+        except AssertionError:
+            missing = sorted(finished_ids() - set(deliveries()))
+            waiting = client.llen("cmvoice.results")
+            unacked = client.hlen("unacked")
+            raise AssertionError(
+                f"{len(missing)} finished calls without an outcome (e.g. {missing[:3]}); "
+                f"{waiting} messages waiting on cmvoice.results, {unacked} unacknowledged"
+            ) from None
 
         # Then: every call terminal, none placed twice
         records = [ledger.get(iid) for iid in ids]
