@@ -8,9 +8,10 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 from cmvoice.campaigns import CampaignStore, RowOutcome, spreadsheet_safe
+from cmvoice.ledger import as_text
 from cmvoice.privacy import mask_number
 
 #: Columns of the report, in order.
@@ -59,10 +60,6 @@ class ReportRow:
         return [spreadsheet_safe(getattr(self, name)) for name in REPORT_COLUMNS]
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def report_rows(
     store: CampaignStore, campaign_id: str, *, unmask: bool = False
 ) -> Iterator[ReportRow]:
@@ -104,7 +101,7 @@ def _chains(store: CampaignStore, ids: list[str]) -> dict[str, list[dict[str, st
         for root, raw in zip(pending.values(), pipe.execute(), strict=True):
             if not raw:
                 continue  # expired
-            fields = {_text(k): _text(v) for k, v in raw.items() if _text(k) != "code"}
+            fields = {as_text(k): as_text(v) for k, v in raw.items() if as_text(k) != "code"}
             chains[root].append(fields)
             next_id = fields.get("next_id")
             if next_id and len(chains[root]) < MAX_CHAIN:

@@ -37,7 +37,7 @@ from cmvoice.campaign_rows import RowReader, fingerprint, load_template
 from cmvoice.config import parse_rate
 from cmvoice.errors import CampaignError, FieldError
 from cmvoice.instructions import MODELS
-from cmvoice.ledger import KEY_PREFIX, CallState
+from cmvoice.ledger import KEY_PREFIX, CallState, as_text
 from cmvoice.publisher import DispatchPublisher
 from cmvoice.runtime import Runtime
 from cmvoice.worker import app
@@ -109,9 +109,7 @@ class RowOutcome(StrEnum):
     DUPLICATE_DIALED = "DUPLICATE_DIALED"
 
 
-def text(value: Any) -> str:
-    """A Redis reply as str."""
-    return value.decode() if isinstance(value, bytes) else str(value)
+text = as_text
 
 
 def _int(value: Any, default: int = 0) -> int:

@@ -304,7 +304,7 @@ class CallLedger:
         """Ids in an indexed state, oldest score first (optionally only up to a score)."""
         high: int | str = "+inf" if max_score_ms is None else max_score_ms
         ids = self.redis.zrangebyscore(self.index_key(state), "-inf", high, start=0, num=limit)
-        return [_text(item) for item in ids]
+        return [as_text(item) for item in ids]
 
     def count_in(self, state: CallState) -> int:
         return int(self.redis.zcard(self.index_key(state)))
@@ -325,16 +325,16 @@ class CallLedger:
             keys=[self.key(instruction_id)],
             args=[*self._base_args(instruction_id), token, int(lease_s * 1000)],
         )
-        outcome = _text(result[0])
+        outcome = as_text(result[0])
         if outcome == "missing":
             return None
         if outcome != "claimed":
             return CallState(outcome)
         flat = result[1]
-        raw = {_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+        raw = {as_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
         record = _record(instruction_id, raw)
         code = raw.get("code")
-        return Claim(record=record, token=token, code=_text(code) if code is not None else None)
+        return Claim(record=record, token=token, code=as_text(code) if code is not None else None)
 
     def mark_sending(self, claim: Claim, lease_s: float) -> SendDecision:
         """Record that the POST is going out now, if it still may.
@@ -348,7 +348,7 @@ class CallLedger:
             keys=[self.key(iid)],
             args=[*self._base_args(iid), claim.token, int(lease_s * 1000)],
         )
-        return SendDecision(_text(result))
+        return SendDecision(as_text(result))
 
     def transition(
         self,
@@ -383,11 +383,11 @@ class CallLedger:
         args += [message for _, message in outbox]
         keys = [self.key(instruction_id), *(key for key, _ in outbox)]
         result = self._transition(keys=keys, args=args)
-        outcome = _text(result[0])
+        outcome = as_text(result[0])
         if outcome == "missing":
             return False, None
         if outcome == "ok":
-            return True, CallState(_text(result[1]))
+            return True, CallState(as_text(result[1]))
         return False, CallState(outcome)
 
     def placed(self, claim: Claim, call_id: str) -> bool:
@@ -503,15 +503,16 @@ class CallLedger:
             args = [*self._base_args(iid), "", CallState.CANCELLED.value, CallState.QUEUED.value]
             args += [0, 0, 1, "last_error", reason]
             self._transition(keys=[self.key(iid)], args=args, client=pipe)
-        return sum(1 for result in pipe.execute() if _text(result[0]) == "ok")
+        return sum(1 for result in pipe.execute() if as_text(result[0]) == "ok")
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A Redis reply (bytes, or already str) as str."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _record(instruction_id: str, raw: dict[Any, Any]) -> CallRecord:
-    fields = {_text(k): _text(v) for k, v in raw.items() if _text(k) != "code"}
+    fields = {as_text(k): as_text(v) for k, v in raw.items() if as_text(k) != "code"}
     payload = json.loads(fields.get("payload", "{}"))
     return CallRecord(
         instruction_id=instruction_id,

@@ -13,7 +13,7 @@ import redis
 from cmvoice.client import VoiceApiClient
 from cmvoice.config import DEFAULT_API_URL, Settings, get_settings
 from cmvoice.errors import ConfigurationError
-from cmvoice.ledger import CallLedger
+from cmvoice.ledger import CallLedger, as_text
 from cmvoice.ratelimit import ConcurrencyLimiter, GcraLimiter, account_key
 from cmvoice.retrying import RetryPolicy
 from cmvoice.schedule import DispatchSchedule
@@ -108,7 +108,7 @@ class Runtime:
         value = self.redis.get(GENERATED_SECRET_KEY)
         if value is None:  # pragma: no cover - set just above
             raise ConfigurationError("CMVOICE_CALLBACK_SECRET: could not be generated")
-        return value.decode() if isinstance(value, bytes) else str(value)
+        return as_text(value)
 
     def token_rejected(self) -> bool:
         """Whether CM refused this account's token lately (any worker may have seen it).

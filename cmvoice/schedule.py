@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import redis
 
+from cmvoice.ledger import as_text
+
 #: Longest wait handed to Celery as a countdown; longer ones go to the schedule.
 MAX_COUNTDOWN_S = 15.0
 
@@ -42,7 +44,7 @@ class DispatchSchedule:
 
     def pop_due(self, limit: int = 500) -> list[str]:
         ids = self._pop_due(keys=[self.key], args=[limit])
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        return [as_text(i) for i in ids]
 
     def __len__(self) -> int:
         return int(self.client.zcard(self.key))

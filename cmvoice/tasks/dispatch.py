@@ -10,11 +10,12 @@ import logging
 
 from celery.signals import worker_ready
 
+from cmvoice.campaigns import CampaignStatus
 from cmvoice.client import VoiceApiClient
 from cmvoice.config import parse_rate
 from cmvoice.errors import AuthenticationFailed, VoiceApiError
 from cmvoice.instructions import MODELS
-from cmvoice.ledger import CallState, Claim, SendDecision
+from cmvoice.ledger import CallState, Claim, SendDecision, as_text
 from cmvoice.privacy import mask_number
 from cmvoice.producer import dispatch_later
 from cmvoice.ratelimit import GcraLimiter
@@ -52,10 +53,10 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
 
     campaign_id = claim.record.campaign_id
     status = _campaign_status(runtime, campaign_id) if campaign_id else ""
-    if status in ("paused", "cancelled"):
+    if status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
         # Checked early too, so that a paused campaign's calls take no slot and no rate. The
         # check that counts is the atomic one just before the POST (mark_sending).
-        if status == "paused":
+        if status == CampaignStatus.PAUSED:
             return _hold(runtime, claim)
         runtime.ledger.transition(
             instruction_id,
@@ -92,8 +93,7 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
 
 
 def _campaign_status(runtime: Runtime, campaign_id: str) -> str:
-    status = runtime.redis.hget(runtime.ledger.campaign_key(campaign_id), "status")
-    return status.decode() if isinstance(status, bytes) else str(status or "")
+    return as_text(runtime.redis.hget(runtime.ledger.campaign_key(campaign_id), "status") or "")
 
 
 def _hold(runtime: Runtime, claim: Claim) -> str:
@@ -111,8 +111,8 @@ def _campaign_limiter(runtime: Runtime, campaign_id: str | None) -> GcraLimiter 
     rate = runtime.redis.hget(runtime.ledger.campaign_key(campaign_id), "rate")
     if not rate:
         return None
-    text = rate.decode() if isinstance(rate, bytes) else str(rate)
-    return GcraLimiter(runtime.redis, f"cmvoice:rate:campaign:{campaign_id}", parse_rate(text))
+    limit = parse_rate(as_text(rate))
+    return GcraLimiter(runtime.redis, f"cmvoice:rate:campaign:{campaign_id}", limit)
 
 
 def _post(runtime: Runtime, client: VoiceApiClient, claim: Claim) -> str:
