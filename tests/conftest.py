@@ -7,26 +7,17 @@ here, at import, and put in the environment before anything reads the settings.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import requests
 
 from cmvoice.embedded_redis import EmbeddedRedis, free_port
+from tests.support.stack import TEST_SECRET, Stack
 
-# Real numbers of the right shape, so phonenumbers accepts them; the simulator's outcome rule
-# reads the last two digits (..09 not answered, ..11 failed, ..12 rejected, else finished).
-CALLER = "+31761234567"
-CALLEE = "+31612345678"
-TEST_SECRET = "test-callback-secret"
-SIM_TOKEN = "00000000-0000-0000-0000-000000000000"
-
-pytest_plugins = ["tests.simulator_fixtures"]
+pytest_plugins = ["tests.support.simulator_fixtures"]
 
 _REDIS_PORT = free_port()
 os.environ["CMVOICE_BROKER_URL"] = f"redis://127.0.0.1:{_REDIS_PORT}/0"
@@ -62,51 +53,6 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
 @pytest.fixture
 def examples_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "examples"
-
-
-def wait_for(
-    condition: Callable[[], Any], timeout_s: float = 15.0, interval_s: float = 0.02
-) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s: {condition}")
-        time.sleep(interval_s)
-
-
-@dataclass
-class Stack:
-    """The running parts of one end-to-end test."""
-
-    simulator_url: str
-    receiver_url: str
-    redis_url: str
-    make_runtime: Callable[..., Any]
-
-    def sim(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = requests.request(
-            method, f"{self.simulator_url}/_sim{path}", timeout=10, **kwargs
-        )
-        response.raise_for_status()
-        return response.json() if response.content else None
-
-    def calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = self.sim("GET", "/calls")["calls"]
-        return calls
-
-    def posts(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self.sim("GET", "/stats")
-        return stats
-
-    def scenario(self, callee: str, *outcomes: dict[str, Any]) -> None:
-        self.sim("POST", "/scenarios", json={"callee": callee, "outcomes": list(outcomes)})
-
-    def faults(self, **faults: Any) -> None:
-        self.sim("POST", "/faults", json=faults)
 
 
 @pytest.fixture
@@ -161,7 +107,7 @@ def worker(stack: Stack) -> Iterator[Any]:
     """A real Celery worker (thread pool) in this process, consuming every cmvoice queue."""
     from celery.contrib.testing.worker import start_worker
 
-    import tests.result_tasks  # noqa: F401 - registers the application's result task
+    import tests.support.result_tasks  # noqa: F401 - registers the application's result task
     from cmvoice.worker import ALL_QUEUES, app
 
     app.loader.import_default_modules()

@@ -28,8 +28,8 @@ import requests
 from cmvoice.config import Settings
 from cmvoice.embedded_redis import EmbeddedRedis, free_port
 from cmvoice.ledger import CallLedger, CallState
-from tests.conftest import CALLER, wait_for
-from tests.workers import CMVOICE
+from tests.support.stack import CALLER, wait_for
+from tests.support.workers import CMVOICE
 
 ROWS = 2000
 SEED = 20261126
@@ -141,7 +141,7 @@ def test_a_campaign_through_faults_crashes_and_a_redis_restart_loses_and_repeats
     parts.start(
         "receiver", [CMVOICE, "receiver", "--port", str(receiver_port), "--log-level", "warning"]
     )
-    include = ["--include", "tests.result_tasks"]
+    include = ["--include", "tests.support.result_tasks"]
     stable_args = [CMVOICE, "worker", "-c", "16", "--beat", "--hostname", "stable@%h", *include]
     victim_args = [CMVOICE, "worker", "-c", "16", "--hostname", "victim@%h", *include]
     # Workers run supervised, as in production (compose: restart: unless-stopped): one that

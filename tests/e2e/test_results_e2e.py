@@ -10,9 +10,9 @@ from cmvoice.ledger import CallState
 from cmvoice.outcomes import CallOutcome, on_result, remove_hook
 from cmvoice.producer import enqueue
 from cmvoice.runtime import get_runtime
-from tests.conftest import CALLER, Stack, wait_for
-from tests.result_tasks import received_outcomes
-from tests.workers import CMVOICE, worker_env
+from tests.support.result_tasks import received_outcomes
+from tests.support.stack import CALLER, Stack, wait_for
+from tests.support.workers import CMVOICE, worker_env
 
 RESULT_TASK = "tests.record_outcome"
 

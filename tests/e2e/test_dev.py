@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from cmvoice.embedded_redis import free_port
-from tests.conftest import CALLEE, CALLER, wait_for
+from tests.support.stack import CALLEE, CALLER, wait_for
 
 pytestmark = pytest.mark.slow
 

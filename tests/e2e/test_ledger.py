@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from cmvoice.ledger import CallLedger, CallState, Claim, SendDecision
-from tests.conftest import CALLEE, CALLER
+from tests.support.stack import CALLEE, CALLER
 
 PAYLOAD = {"callee": CALLEE, "caller": CALLER, "code": "123abc", "instruction-id": "call-1"}
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.docs_examples import (
+from tests.support.docs_examples import (
     CALLEE,
     CALLER,
     DTMF_INSTRUCTION,
@@ -20,7 +20,7 @@ from tests.docs_examples import (
     with_e164_numbers,
 )
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.json"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json"))
 COMMAND = Path(sys.executable).with_name("cmvoice")
 
 

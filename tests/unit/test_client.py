@@ -42,7 +42,7 @@ from cmvoice.instructions import (
     OtpInstruction,
     parse_instruction,
 )
-from tests.docs_examples import (
+from tests.support.docs_examples import (
     CALLEE,
     DTMF_INSTRUCTION,
     NOTIFICATION_INSTRUCTION,

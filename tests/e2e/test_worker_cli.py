@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.workers import CMVOICE, worker_env
+from tests.support.workers import CMVOICE, worker_env
 
 
 def test_a_worker_without_a_token_for_cm_stops_at_start_naming_the_variable() -> None:

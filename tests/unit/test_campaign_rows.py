@@ -10,7 +10,7 @@ import pytest
 
 from cmvoice.campaign_rows import RowReader, RowValidator, SourceRow, load_template
 from cmvoice.errors import CampaignError, InvalidInstruction
-from tests.conftest import CALLER
+from tests.support.stack import CALLER
 
 TEMPLATE = {"caller": CALLER, "prompt": "Your parcel arrives today."}
 

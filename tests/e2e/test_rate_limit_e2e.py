@@ -14,8 +14,8 @@ from cmvoice.embedded_redis import free_port
 from cmvoice.ledger import CallState
 from cmvoice.producer import enqueue
 from cmvoice.worker import app
-from tests.conftest import CALLER, Stack, wait_for
-from tests.workers import CMVOICE, WorkerProcess
+from tests.support.stack import CALLER, Stack, wait_for
+from tests.support.workers import CMVOICE, WorkerProcess
 
 LIMIT_PER_S = 20
 CALLS = 70

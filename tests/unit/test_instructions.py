@@ -23,7 +23,7 @@ from cmvoice.instructions import (
     infer_kind,
     parse_instruction,
 )
-from tests.docs_examples import (
+from tests.support.docs_examples import (
     CALLEE,
     CALLEE_00,
     CALLER,

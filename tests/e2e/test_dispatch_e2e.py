@@ -18,7 +18,7 @@ from cmvoice.runtime import get_runtime
 from cmvoice.serving import ServerThread
 from cmvoice.simulator import Faults, SimulatorConfig, create_app
 from cmvoice.tasks.maintenance import reconcile
-from tests.conftest import CALLEE, CALLER, Stack, wait_for
+from tests.support.stack import CALLEE, CALLER, Stack, wait_for
 
 
 def notification(callee: str = CALLEE, **extra: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from cmvoice.ledger import CallState
 from cmvoice.publisher import DispatchPublisher
 from cmvoice.runtime import get_runtime
 from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, app
-from tests.conftest import CALLER, Stack, wait_for
+from tests.support.stack import CALLER, Stack, wait_for
 
 DTMF_TEMPLATE = {
     "caller": CALLER,

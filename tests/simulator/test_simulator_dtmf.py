@@ -15,7 +15,7 @@ from cmvoice.serving import ServerThread
 from cmvoice.simulator import DEV_PRODUCT_TOKEN
 from cmvoice.simulator.behaviour import dtmf_talk_s
 from cmvoice.simulator.dtmf import default_keys, read_input, run_attempts
-from tests.callback_sink import CallbackSink
+from tests.support.callback_sink import CallbackSink
 
 CALLER = "+31761234567"
 CALLEE = "+31612345678"

@@ -15,8 +15,8 @@ from cmvoice.producer import enqueue, publish_dispatch
 from cmvoice.runtime import get_runtime
 from cmvoice.tasks.maintenance import reconcile
 from cmvoice.worker import ALL_QUEUES, app
-from tests.conftest import CALLER, Stack, wait_for
-from tests.workers import WorkerProcess
+from tests.support.stack import CALLER, Stack, wait_for
+from tests.support.workers import WorkerProcess
 
 
 def notification(callee: str) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import redis
 from cmvoice.campaigns import CampaignStore, EnqueueState
 from cmvoice.config import Settings
 from cmvoice.runtime import Runtime
-from tests.conftest import CALLER, wait_for
-from tests.workers import CMVOICE, worker_env
+from tests.support.stack import CALLER, wait_for
+from tests.support.workers import CMVOICE, worker_env
 
 ROWS = 20_000
 

@@ -25,7 +25,7 @@ from cmvoice.instructions import (
 )
 from cmvoice.serving import ServerThread
 from cmvoice.simulator import DEV_PRODUCT_TOKEN, SimulatorConfig, create_app
-from tests.callback_sink import CallbackSink, wait_until
+from tests.support.callback_sink import CallbackSink, wait_until
 
 CALLER = "+31761234567"
 #: Callees whose last two digits select each result code under the default rule.

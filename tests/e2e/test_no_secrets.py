@@ -18,7 +18,7 @@ from cmvoice.runtime import get_runtime
 from cmvoice.serving import ServerThread
 from cmvoice.simulator import SimulatorConfig, create_app
 from cmvoice.worker import app
-from tests.conftest import CALLER, Stack, wait_for
+from tests.support.stack import CALLER, Stack, wait_for
 
 TOKEN = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 CODE = "Q7X9Z2"

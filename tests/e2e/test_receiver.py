@@ -20,8 +20,8 @@ from cmvoice.ledger import CallLedger, CallState
 from cmvoice.runtime import get_runtime
 from cmvoice.signing import callback_url, sign, verify
 from cmvoice.tasks.maintenance import reconcile
-from tests.conftest import CALLEE, CALLER, TEST_SECRET, Stack, wait_for
-from tests.workers import CMVOICE, WorkerProcess, worker_env
+from tests.support.stack import CALLEE, CALLER, TEST_SECRET, Stack, wait_for
+from tests.support.workers import CMVOICE, WorkerProcess, worker_env
 
 CALL_ID = "6d0f176e-00ac-4de2-a04d-b3f7c895adb0"
 

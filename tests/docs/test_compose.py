@@ -20,9 +20,9 @@ from celery.bin.celery import celery as celery_command
 from cmvoice.cli import app as cmvoice_app
 from cmvoice.config import Settings
 from cmvoice.worker import app as celery_app
-from tests.settings_doc import variables
+from tests.support.settings_doc import variables
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")

@@ -11,7 +11,7 @@ import redis
 from cmvoice.ledger import CallState, Claim
 from cmvoice.runtime import Runtime
 from cmvoice.tasks.maintenance import dispatch_queue_length, reconcile
-from tests.conftest import CALLEE, CALLER, Stack
+from tests.support.stack import CALLEE, CALLER, Stack
 
 PAYLOAD = {"callee": CALLEE, "caller": CALLER, "prompt": "x"}
 

@@ -10,7 +10,7 @@ import requests
 from cmvoice.client import VoiceApiClient
 from cmvoice.serving import ServerThread
 from cmvoice.simulator import DEV_PRODUCT_TOKEN, SimulatorConfig, create_app
-from tests.callback_sink import CallbackSink
+from tests.support.callback_sink import CallbackSink
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from cmvoice.events import (
     parse_call_queued,
     parse_event,
 )
-from tests.docs_examples import (
+from tests.support.docs_examples import (
     CALLEE,
     CALLER,
     DTMF_FINISHED,

@@ -6,10 +6,10 @@ import ast
 import re
 from pathlib import Path
 
-from tests.settings_doc import documented_default, variables
-from tests.test_compose import cmvoice_commands
+from tests.docs.test_compose import cmvoice_commands
+from tests.support.settings_doc import documented_default, variables
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 

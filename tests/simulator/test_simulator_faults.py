@@ -15,7 +15,7 @@ from cmvoice.events import parse_event
 from cmvoice.instructions import NotificationInstruction
 from cmvoice.serving import ServerThread
 from cmvoice.simulator import DEV_PRODUCT_TOKEN, Faults, SimulatorConfig, create_app
-from tests.callback_sink import CallbackSink, wait_until
+from tests.support.callback_sink import CallbackSink, wait_until
 
 CALLER = "+31761234567"
 CALLEE = "+31612345678"
