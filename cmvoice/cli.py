@@ -8,7 +8,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import typer
@@ -20,6 +19,7 @@ from cmvoice.config import DEFAULT_RECEIVER_PORT, Settings, get_settings
 from cmvoice.embedded_redis import EmbeddedRedis, is_answering
 from cmvoice.errors import CmVoiceError, InvalidInstruction
 from cmvoice.instructions import MODELS, infer_kind, parse_instruction
+from cmvoice.privacy import redact_url
 from cmvoice.producer import enqueue
 from cmvoice.records import attempt_chain, describe_record
 from cmvoice.runtime import get_runtime
@@ -690,16 +690,7 @@ def main() -> None:
     except redis.ConnectionError as exc:
         settings = get_settings()
         err_console.print(
-            f"[red]error:[/red] cannot reach Redis at {_safe_url(settings.effective_redis_url)} "
+            f"[red]error:[/red] cannot reach Redis at {redact_url(settings.effective_redis_url)} "
             f"({exc}). Start `cmvoice dev` or `cmvoice worker`, or set CMVOICE_BROKER_URL."
         )
         sys.exit(1)
-
-
-def _safe_url(url: str) -> str:
-    """A URL without its password."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url

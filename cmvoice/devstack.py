@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import IO, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from rich.console import Console
@@ -27,6 +26,7 @@ from cmvoice.config import DEFAULT_RECEIVER_PORT, Settings
 from cmvoice.demo import RECORD_OUTCOME_TASK, DemoReport, run_demo
 from cmvoice.embedded_redis import EmbeddedRedis, is_answering
 from cmvoice.errors import CmVoiceError
+from cmvoice.privacy import redact_url
 from cmvoice.runtime import Runtime
 from cmvoice.simulator.config import DEFAULT_PORT as DEFAULT_SIMULATOR_PORT
 from cmvoice.worker import ALL_QUEUES
@@ -255,7 +255,7 @@ class DevStack:
             url = settings.effective_redis_url
             if url.startswith(("redis://", "rediss://", "unix://")) and not is_answering(url):
                 raise DevStackError(
-                    f"cannot reach Redis at {_safe_url(url)}: start it, or unset "
+                    f"cannot reach Redis at {redact_url(url)}: start it, or unset "
                     "CMVOICE_BROKER_URL and CMVOICE_REDIS_URL to use an embedded Redis"
                 )
             return
@@ -422,7 +422,7 @@ class DevStack:
         if self.redis is not None:
             rows = [("Redis", f"{broker}  (embedded, data in {self.redis.data_dir})")]
         else:
-            rows = [("broker", _safe_url(broker))]
+            rows = [("broker", redact_url(broker))]
         if self.uses_simulator:
             control = f"control API {self.simulator_url}/_sim/docs"
             scale = f"time scale {self.options.time_scale:g}"
@@ -571,11 +571,3 @@ def _group_alive(child: Child) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
-
-
-def _safe_url(url: str) -> str:
-    """A URL without its password, for printing."""
-    parts = urlsplit(url)
-    if parts.password:
-        return urlunsplit(parts._replace(netloc=parts.netloc.replace(parts.password, "****")))
-    return url

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 #: Characters kept visible at each end of a masked phone number (``+31******678``).
 VISIBLE_PREFIX = 3
 VISIBLE_SUFFIX = 3
@@ -39,3 +41,13 @@ def hidden_value(value: object) -> str:
     if isinstance(value, str):
         return f"<hidden, {len(value)} characters>"
     return f"<hidden {type(value).__name__}>"
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``****``, for messages and logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:****@{host}"))
