@@ -47,7 +47,7 @@ def write_csv(path: Path, rows: int) -> None:
 def child(args: argparse.Namespace) -> None:
     """One ``campaign start`` in this fresh process; prints its figures as JSON."""
     os.environ["CMVOICE_BROKER_URL"] = args.redis_url
-    from cmvoice.campaign_enqueue import start_campaign
+    from cmvoice.campaigns.enqueue import start_campaign
     from cmvoice.config import Settings
     from cmvoice.runtime import Runtime, set_runtime
 

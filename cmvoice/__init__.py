@@ -2,8 +2,10 @@
 
 from cmvoice._version import __version__
 from cmvoice.client import VoiceApiClient
+from cmvoice.delivery import result_task
 from cmvoice.errors import (
     AuthenticationFailed,
+    CallFailed,
     CmThrottled,
     CmUnavailable,
     CmUnreachable,
@@ -39,6 +41,7 @@ from cmvoice.producer import Ticket, enqueue
 
 __all__ = [
     "AuthenticationFailed",
+    "CallFailed",
     "CallOutcome",
     "CallQueued",
     "CallResult",
@@ -70,4 +73,5 @@ __all__ = [
     "on_result",
     "parse_event",
     "parse_instruction",
+    "result_task",
 ]

@@ -126,8 +126,23 @@ def worker(
         int, typer.Option("--concurrency", "-c", help="Threads; each runs one dispatch at a time.")
     ] = DEFAULT_WORKER_CONCURRENCY,
     queues: Annotated[
-        str, typer.Option("--queues", "-Q", help="Comma-separated queues to consume.")
-    ] = ",".join(ALL_QUEUES),
+        str | None,
+        typer.Option(
+            "--queues",
+            "-Q",
+            help="Comma-separated queues to consume (default: cmvoice's own, and "
+            "CMVOICE_RESULT_QUEUE when --include is given).",
+        ),
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include",
+            "-I",
+            help="A module of your application to import (result tasks, @on_result hooks); "
+            "repeatable. The worker then also runs your result tasks.",
+        ),
+    ] = None,
     beat: Annotated[
         bool, typer.Option("--beat", "-B", help="Also run the reconciler's periodic schedule.")
     ] = False,
@@ -137,8 +152,14 @@ def worker(
     with _broker_for("worker") as settings:
         # Fail now, naming the variable, rather than in the first task.
         get_runtime().product_token  # noqa: B018
+        if queues is None:
+            # Your result tasks have a queue of their own: consumed only where they can run.
+            wanted = [*ALL_QUEUES, settings.result_queue] if include else list(ALL_QUEUES)
+            queues = ",".join(dict.fromkeys(wanted))
         argv = ["worker", "--pool", "threads", "--concurrency", str(concurrency)]
         argv += ["--queues", queues, "--loglevel", loglevel]
+        if include:
+            argv += ["--include", ",".join(include)]
         if beat:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             argv += ["--beat", "--schedule", str(settings.data_dir / "celerybeat-schedule")]
@@ -400,7 +421,7 @@ CampaignId = Annotated[str, typer.Argument(help="The campaign id `campaign start
 
 
 def _campaign_store() -> Any:
-    from cmvoice.campaigns import CampaignStore
+    from cmvoice.campaigns.store import CampaignStore
 
     return CampaignStore(get_runtime())
 
@@ -452,8 +473,8 @@ def campaign_start(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from cmvoice.campaign_enqueue import CampaignEnqueuer, EnqueueProgress
-    from cmvoice.campaigns import EnqueueState
+    from cmvoice.campaigns.enqueue import CampaignEnqueuer, EnqueueProgress
+    from cmvoice.campaigns.model import EnqueueState
 
     store = _campaign_store()
     if resume is None:
@@ -575,8 +596,15 @@ def _status_table(progress: Any) -> Table:
     codes = ", ".join(f"{code}: {count:,}" for code, count in by_code)
     table.add_row("result codes", codes or "none yet")
     table.add_row("attempts", f"{data['attempts']:,} ({data['redials']:,} redials)")
+    backlog = f"{data['backlog']:,}"
+    if data["backlog_due_later"]:
+        backlog += f" ({data['backlog_due_later']:,} due later: redials, retries, windows)"
+    table.add_row("backlog", backlog)
+    table.add_row("in flight", f"{data['in_flight']:,}")
+    table.add_row("done", f"{data['done']:,}")
     table.add_row("calls/minute", f"{data['calls_per_minute']:,.1f}")
     table.add_row("ETA", _duration(data["eta_s"]) if data["active"] else "done")
+    table.add_row("updated at", data["updated_at"])
     return table
 
 
@@ -611,21 +639,27 @@ def campaign_status(
 @campaign_app.command("pause")
 def campaign_pause(campaign_id: CampaignId) -> None:
     """Send none of its calls until `resume` (calls already ringing finish normally)."""
-    _campaign_store().pause(campaign_id)
+    from cmvoice.campaigns import control
+
+    control.pause(_campaign_store(), campaign_id)
     err_console.print(f"campaign {campaign_id} paused: no call of it is sent until resumed")
 
 
 @campaign_app.command("resume")
 def campaign_resume(campaign_id: CampaignId) -> None:
-    """Send its calls again (the calls a pause held back go first)."""
-    released = _campaign_store().resume(campaign_id)
-    err_console.print(f"campaign {campaign_id} running again; {released:,} held calls released")
+    """Release its calls again, from where the pause left its backlog."""
+    from cmvoice.campaigns import control
+
+    waiting = control.resume(_campaign_store(), campaign_id)
+    err_console.print(f"campaign {campaign_id} running again; {waiting:,} calls in its backlog")
 
 
 @campaign_app.command("cancel")
 def campaign_cancel(campaign_id: CampaignId) -> None:
     """Cancel for good: queued calls become CANCELLED, never sent; placed calls finish."""
-    cancelled, _ = _campaign_store().cancel(campaign_id)
+    from cmvoice.campaigns import control
+
+    cancelled, _ = control.cancel(_campaign_store(), campaign_id)
     err_console.print(
         f"campaign {campaign_id} cancelled; {cancelled:,} queued calls will not be sent"
     )
@@ -641,7 +675,7 @@ def campaign_report(
     ] = False,
 ) -> None:
     """One CSV row per row of the file: state, attempts, result code, digits, times, error."""
-    from cmvoice.campaign_report import write_report
+    from cmvoice.campaigns.report import write_report
 
     store = _campaign_store()
     store.get(campaign_id)

@@ -12,6 +12,7 @@ from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from cmvoice.errors import ConfigurationError
+from cmvoice.keyspace import DEFAULT_KEY_PREFIX
 
 #: CM's production endpoint.
 DEFAULT_API_URL = "https://api.cm.com/voiceapi/v2"
@@ -101,10 +102,14 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".cmvoice")
     embedded_redis_port: int = Field(default=DEFAULT_EMBEDDED_REDIS_PORT, ge=1, le=65535)
     retention: Duration = 7 * 86400.0
+    key_prefix: str = Field(default=DEFAULT_KEY_PREFIX, pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    encryption_key: SecretStr | None = None
     # Limits
     rate_limit: Annotated[Rate, NoDecode, BeforeValidator(parse_rate)] = Rate(10, 1)
     max_concurrent_calls: int = Field(default=50, ge=1)
     max_rate_wait: Duration = 5.0
+    pacer_lead: Duration = Field(default=0.5, gt=0, le=5)
+    pacer: bool = True
     # Dispatch and retries
     dispatch_lease: Duration = 60.0
     slot_lease: Duration = 900.0
@@ -123,7 +128,8 @@ class Settings(BaseSettings):
     redial_delay: Duration = 300.0
     redial_max_attempts: int = Field(default=3, ge=1)
     result_tasks: CommaList = Field(default_factory=list)
-    result_queue: str = "cmvoice.results"
+    result_queue: str = "cmvoice.outcomes"
+    outbox_timeout: Duration = 300.0
     # Flower
     flower_user: str = "admin"
     flower_password: SecretStr | None = None
@@ -141,6 +147,22 @@ class Settings(BaseSettings):
         if not re.match(r"https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @property
+    def encryption_keys(self) -> list[str]:
+        """The Fernet keys, newest first (comma-separated in CMVOICE_ENCRYPTION_KEY)."""
+        if self.encryption_key is None:
+            return []
+        return [k.strip() for k in self.encryption_key.get_secret_value().split(",") if k.strip()]
+
+    @property
+    def broker_is_ledger_redis(self) -> bool:
+        """Whether the broker is the ledger's Redis: then messages can go out atomically with
+        the ledger transition that causes them (an outbox in the same Lua step)."""
+        broker = self.effective_broker_url
+        return broker.startswith(("redis://", "rediss://", "unix://")) and (
+            broker == self.effective_redis_url
+        )
 
     @property
     def effective_broker_url(self) -> str:

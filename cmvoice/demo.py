@@ -13,18 +13,16 @@ import requests
 from rich.markup import escape
 from rich.table import Table
 
+from cmvoice.delivery import result_task
 from cmvoice.ledger import CallState
 from cmvoice.outcomes import CallOutcome
 from cmvoice.privacy import mask_number
 from cmvoice.producer import enqueue
 from cmvoice.records import attempt_chain
 from cmvoice.runtime import Runtime, get_runtime
-from cmvoice.worker import app
 
 #: The result task the demo adds to CMVOICE_RESULT_TASKS; the worker imports this module for it.
 RECORD_OUTCOME_TASK = "cmvoice.demo.record_outcome"
-#: Redis list where that task keeps the outcomes it receives.
-OUTCOMES_KEY = "cmvoice:demo:outcomes"
 #: Seconds the recorded outcomes are kept: long enough for any demo, then Redis forgets them.
 OUTCOMES_TTL_S = 3600
 #: Seconds between two looks at the outcomes.
@@ -39,13 +37,14 @@ DTMF_CALLEE = "+31612345603"
 NO_ANSWER_CALLEE = "+31612345609"
 
 
-@app.task(name=RECORD_OUTCOME_TASK, ignore_result=True)
-def record_outcome(outcome: dict[str, Any]) -> None:
+@result_task(RECORD_OUTCOME_TASK, ignore_result=True)
+def record_outcome(outcome: CallOutcome) -> None:
     """A result task, as an application writes one: keep every outcome in a Redis list."""
-    client = get_runtime().redis
-    pipeline = client.pipeline()
-    pipeline.rpush(OUTCOMES_KEY, json.dumps(outcome))
-    pipeline.expire(OUTCOMES_KEY, OUTCOMES_TTL_S)
+    runtime = get_runtime()
+    key = runtime.keys.demo_outcomes()
+    pipeline = runtime.redis.pipeline()
+    pipeline.rpush(key, json.dumps(outcome.to_dict()))
+    pipeline.expire(key, OUTCOMES_TTL_S)
     pipeline.execute()
 
 
@@ -191,7 +190,7 @@ def send_demo_calls(runtime: Runtime, simulator_url: str) -> list[DemoResult]:
 def collect(runtime: Runtime, results: list[DemoResult]) -> None:
     """Update the results from the recorded final outcomes and, for the rest, the ledger."""
     finals: dict[str, CallOutcome] = {}
-    for raw in runtime.redis.lrange(OUTCOMES_KEY, 0, -1):
+    for raw in runtime.redis.lrange(runtime.keys.demo_outcomes(), 0, -1):
         outcome = CallOutcome.from_dict(json.loads(raw))
         if outcome.final:
             finals[outcome.root_instruction_id] = outcome

@@ -8,6 +8,7 @@
     ├── ConfigurationError      a CMVOICE_ variable is missing or wrong
     ├── BrokerUnavailable       Redis or the broker cannot be reached
     ├── CampaignError           a campaign cannot start or change (unknown id, bad file, state)
+    ├── CallFailed              a dispatch ended its call FAILED for good (Celery FAILURE)
     └── VoiceApiError           a POST to CM did not end in call-queued
         ├── CmUnreachable       connect/DNS error, refused: never reached CM   (retry)
         ├── CmThrottled         429, with the parsed Retry-After              (retry later)
@@ -76,6 +77,12 @@ class InvalidEvent(CmVoiceError, ValueError):
 
 class ConfigurationError(CmVoiceError):
     """A setting is missing or invalid; the message names the variable."""
+
+
+class CallFailed(CmVoiceError):
+    """A dispatch ended its call FAILED for good: CM refused it, the token is bad, or retries
+    ran out. Raised after the ledger is written, so that Celery (and Flower) count a FAILURE;
+    the message says why, with the number masked."""
 
 
 class BrokerUnavailable(CmVoiceError):

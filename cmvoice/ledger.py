@@ -1,15 +1,10 @@
 """CallLedger: the per-call record in Redis and its state machine, every transition atomic (Lua).
 
-States (DESIGN.md, Call lifecycle)::
-
-    QUEUED ──claim──> DISPATCHING ──sending──> (POST) ──> PLACED ──callback──> FINISHED
-       ^                   │  │                   │  └──> FAILED     (permanent error)
-       └──release (retry)──┘  └─lease expired,    └─────> UNKNOWN    (may have been placed)
-    QUEUED ──cancel──> CANCELLED      not sent: requeue       lease expired after sending
-
-A transition only happens from the states it names, and a claimed record only moves on with the
-claim token that claimed it, so a duplicated or redelivered dispatch task can never POST twice.
-Times are Redis server time (milliseconds), so the clocks of workers do not matter.
+The states, the transitions and where each invariant is enforced are drawn in
+docs/architecture.md ("Ledger"). In short: a transition only happens from the states it names,
+a claimed record only moves on with the claim token that claimed it, and a record marked sent
+is never claimed again, so a duplicated or redelivered dispatch can never POST twice. Times are
+Redis server time, so the clocks of workers do not matter.
 """
 
 from __future__ import annotations
@@ -23,8 +18,22 @@ from typing import Any
 
 import redis
 
-#: Prefix of every key cmvoice writes.
-KEY_PREFIX = "cmvoice"
+from cmvoice import lua
+from cmvoice.crypto import FieldCipher
+from cmvoice.keyspace import Keys
+from cmvoice.replies import as_text, flat_to_dict
+
+#: Fields a redial copies from the call it follows.
+REDIAL_COPIED_FIELDS = (
+    "kind",
+    "payload",
+    "campaign_id",
+    "campaign_line",
+    "zone_group",
+    "expires_at",
+)
+#: Fields never shown by a record view: secrets, and claim bookkeeping.
+_HIDDEN_FIELDS = ("code",)
 
 
 class CallState(StrEnum):
@@ -37,140 +46,22 @@ class CallState(StrEnum):
     FAILED = "FAILED"
     UNKNOWN = "UNKNOWN"
     CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (CallState.FINISHED, CallState.FAILED, CallState.CANCELLED)
+        return self in TERMINAL_STATES
 
 
-#: States kept in a sorted-set index, so the reconciler finds them without scanning.
-INDEXED_STATES = (CallState.QUEUED, CallState.DISPATCHING, CallState.PLACED, CallState.UNKNOWN)
-
-# Shared Lua prelude: server time in ms, and moving a record between state indexes.
-_PRELUDE = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function index_key(state)
-  return ARGV[1] .. ':state:' .. state
-end
-local indexed = {QUEUED = true, DISPATCHING = true, PLACED = true, UNKNOWN = true}
-local function move(key, id, old, new, score, retention_s)
-  if indexed[old] then redis.call('ZREM', index_key(old), id) end
-  if indexed[new] then redis.call('ZADD', index_key(new), score, id) end
-  local campaign = redis.call('HGET', key, 'campaign_id')
-  if campaign and old ~= new then
-    -- Campaign counters move in the same atomic step as the record: they cannot drift.
-    local counts = ARGV[1] .. ':campaign:' .. campaign .. ':counts'
-    if old ~= '' then redis.call('HINCRBY', counts, old, -1) end
-    redis.call('HINCRBY', counts, new, 1)
-    if new == 'FINISHED' then
-      local code = redis.call('HGET', key, 'result_code')
-      if code then redis.call('HINCRBY', counts, 'code:' .. code, 1) end
-    end
-  end
-  redis.call('HSET', key, 'state', new, 'updated_at', now_ms())
-  if new == 'PLACED' or new == 'FINISHED' or new == 'FAILED' or new == 'CANCELLED' then
-    -- CM has the code, or the call is over: the secret goes.
-    redis.call('HDEL', key, 'code')
-  end
-  redis.call('EXPIRE', key, retention_s)
-end
-"""
-
-# KEYS[1] record; ARGV[1] prefix, ARGV[2] id, ARGV[3] retention_s, ARGV[4] due_in_ms,
-# ARGV[5..] field/value pairs. Returns 1 if created, 0 if the id already exists.
-_CREATE = (
-    _PRELUDE
-    + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local now = now_ms()
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('HSET', KEYS[1], 'created_at', now, 'attempts', 0, 'due_at', now + tonumber(ARGV[4]))
-move(KEYS[1], ARGV[2], '', 'QUEUED', now + tonumber(ARGV[4]), ARGV[3])
-return 1
-"""
+TERMINAL_STATES = frozenset(
+    {CallState.FINISHED, CallState.FAILED, CallState.CANCELLED, CallState.EXPIRED}
 )
-
-# ARGV[1] prefix, ARGV[2] id, ARGV[3] retention_s, ARGV[4] claim token, ARGV[5] lease_ms.
-# Returns {'claimed'} or {current state}; 'missing' when there is no record.
-_CLAIM = (
-    _PRELUDE
-    + """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'missing'} end
-local now = now_ms()
-local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
-local sent = redis.call('HGET', KEYS[1], 'sent')
-if state == 'QUEUED' or (state == 'DISPATCHING' and lease_until < now and sent ~= '1') then
-  local lease = now + tonumber(ARGV[5])
-  redis.call('HSET', KEYS[1], 'claim', ARGV[4], 'lease_until', lease, 'sent', '0')
-  redis.call('HINCRBY', KEYS[1], 'claims', 1)
-  move(KEYS[1], ARGV[2], state, 'DISPATCHING', lease, ARGV[3])
-  -- The claimed record comes back in the same round trip.
-  return {'claimed', redis.call('HGETALL', KEYS[1])}
-end
-return {state}
-"""
-)
-
-# The POST is about to go out: from here on a lost worker means UNKNOWN, never a requeue.
-# ARGV[4] claim token, ARGV[5] lease_ms (covers the request's timeouts).
-_SENDING = (
-    _PRELUDE
-    + """
-if redis.call('HGET', KEYS[1], 'state') ~= 'DISPATCHING'
-   or redis.call('HGET', KEYS[1], 'claim') ~= ARGV[4] then return 'lost' end
-local campaign = redis.call('HGET', KEYS[1], 'campaign_id')
-if campaign then
-  -- Checked here, atomically with the decision to send: once a campaign is paused or
-  -- cancelled, not one more of its calls goes out.
-  local status = redis.call('HGET', ARGV[1] .. ':campaign:' .. campaign, 'status')
-  if status == 'paused' then return 'paused' end
-  if status == 'cancelled' then
-    redis.call('HSET', KEYS[1], 'last_error', 'campaign cancelled')
-    move(KEYS[1], ARGV[2], 'DISPATCHING', 'CANCELLED', 0, ARGV[3])
-    return 'cancelled'
-  end
-end
-local lease = now_ms() + tonumber(ARGV[5])
-redis.call('HSET', KEYS[1], 'sent', '1', 'lease_until', lease, 'sent_at', now_ms())
-redis.call('HINCRBY', KEYS[1], 'posts', 1)
-move(KEYS[1], ARGV[2], 'DISPATCHING', 'DISPATCHING', lease, ARGV[3])
-return 'sending'
-"""
-)
-
-# Move a claimed record on. ARGV[4] claim token ('' = no claim needed), ARGV[5] new state,
-# ARGV[6] comma-separated states it may come from, ARGV[7] index score offset in ms,
-# ARGV[8] attempts increment, ARGV[9] number of field/value pairs, then the pairs, then one
-# message per KEYS[2..]: pushed onto those lists only if the record moved (an outbox).
-# Returns {'ok', state before} or {current state}.
-_TRANSITION = (
-    _PRELUDE
-    + """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'missing'} end
-local allowed = false
-for s in string.gmatch(ARGV[6], '[^,]+') do if s == state then allowed = true end end
-if not allowed then return {state} end
-if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'claim') ~= ARGV[4] then return {state} end
-local now = now_ms()
-local pairs_end = 9 + 2 * tonumber(ARGV[9])
-for i = 10, pairs_end, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if tonumber(ARGV[8]) > 0 then redis.call('HINCRBY', KEYS[1], 'attempts', ARGV[8]) end
-local score = now + tonumber(ARGV[7])
-if ARGV[5] == 'QUEUED' then redis.call('HSET', KEYS[1], 'due_at', score, 'sent', '0') end
-move(KEYS[1], ARGV[2], state, ARGV[5], score, ARGV[3])
-for i = 2, #KEYS do redis.call('LPUSH', KEYS[i], ARGV[pairs_end + i - 1]) end
-return {'ok', state}
-"""
-)
+#: States a call is still in progress in (counted as "active" by campaigns).
+ACTIVE_STATES = (CallState.QUEUED, CallState.DISPATCHING, CallState.PLACED, CallState.UNKNOWN)
 
 
 class SendDecision(StrEnum):
-    """Whether a claimed call may be POSTed now."""
+    """Whether a claimed call may be POSTed now, after its rate wait."""
 
     SENDING = "sending"
     LOST = "lost"
@@ -184,6 +75,10 @@ class FinishOutcome(StrEnum):
     RECORDED = "recorded"
     DUPLICATE = "duplicate"
     MISSING = "missing"
+    #: The callback names another call-id than CM gave when the call was placed.
+    MISMATCH = "mismatch"
+    #: The call cannot have had a callback (never sent, or refused by CM).
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -222,11 +117,58 @@ class CallRecord:
 
 @dataclass(frozen=True)
 class Claim:
-    """The right to dispatch one record, proven by ``token`` on every later transition."""
+    """The right to dispatch one record, proven by ``token`` on every later transition.
+
+    ``wait_s`` is the rate turn to wait for before the POST; ``sending`` says whether the record
+    is already marked sent (no wait), or ``mark_sending`` must do it after the wait.
+    """
 
     record: CallRecord
     token: str
     code: str | None  # the OTP code, handed only to the dispatcher that POSTs it
+    wait_s: float = 0.0
+    sending: bool = False
+
+
+@dataclass(frozen=True)
+class Parked:
+    """The call may not go now; it waits in Redis (a backlog or the waiting room) until ``why``."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The claim ended the call instead: EXPIRED, FAILED (token refused) or CANCELLED."""
+
+    state: CallState
+    why: str
+
+
+ClaimOutcome = Claim | Parked | Ended | CallState | None
+
+
+@dataclass(frozen=True)
+class DispatchLimits:
+    """The account's limits a claim takes its share of (docs/architecture.md, "Limits").
+
+    Args:
+        account_key: the account's hash (rate timeline, bad-token breaker).
+        slots_key: the account's concurrency slots.
+        interval_s: the gap between two sends at the account's rate.
+        slot_limit: calls in progress at most.
+        slot_lease_s: how long a slot is held if its call's end never comes.
+        max_wait_interactive_s: longest rate wait an interactive call spends in its thread.
+        max_wait_campaign_s: the same for a campaign call (the pacer keeps it short).
+    """
+
+    account_key: str
+    slots_key: str
+    interval_s: float
+    slot_limit: int
+    slot_lease_s: float
+    max_wait_interactive_s: float
+    max_wait_campaign_s: float
 
 
 class CallLedger:
@@ -234,31 +176,44 @@ class CallLedger:
 
     Args:
         client: a redis-py client (``decode_responses`` is not required).
+        keys: the deployment's key namespace.
         retention_s: how long a record lives after its last change.
-        prefix: key prefix, to share one Redis between several deployments.
+        cipher: encrypts the OTP code and the payload at rest (no-op without a key).
     """
 
     def __init__(
-        self, client: redis.Redis, *, retention_s: float = 7 * 86400, prefix: str = KEY_PREFIX
+        self,
+        client: redis.Redis,
+        *,
+        keys: Keys | None = None,
+        retention_s: float = 7 * 86400,
+        cipher: FieldCipher | None = None,
     ) -> None:
         self.redis = client
+        self.keys = keys or Keys()
         self.retention_s = int(retention_s)
-        self.prefix = prefix
-        self._create = client.register_script(_CREATE)
-        self._claim = client.register_script(_CLAIM)
-        self._sending = client.register_script(_SENDING)
-        self._transition = client.register_script(_TRANSITION)
+        self.cipher = cipher or FieldCipher(None)
+        self._create = lua.load(client, "create")
+        self._begin = lua.load(client, "begin")
+        self._sending = lua.load(client, "mark_sending")
+        self._placed = lua.load(client, "placed")
+        self._transition = lua.load(client, "transition")
+        self._finish = lua.load(client, "finish")
+
+    @property
+    def prefix(self) -> str:
+        return self.keys.prefix
 
     # keys
     def key(self, instruction_id: str) -> str:
-        return f"{self.prefix}:call:{instruction_id}"
+        return self.keys.call(instruction_id)
 
     def campaign_key(self, campaign_id: str) -> str:
         """The campaign's hash (``status``, ``name``...); its counters are ``...:counts``."""
-        return f"{self.prefix}:campaign:{campaign_id}"
+        return self.keys.campaign(campaign_id)
 
     def index_key(self, state: CallState) -> str:
-        return f"{self.prefix}:state:{state.value}"
+        return self.keys.state_index(state.value)
 
     def _base_args(self, instruction_id: str) -> list[Any]:
         return [self.prefix, instruction_id, self.retention_s]
@@ -273,30 +228,40 @@ class CallLedger:
         campaign_id: str | None = None,
         extra: dict[str, str] | None = None,
         due_in_s: float = 0.0,
+        backlog: tuple[str, float] | None = None,
         pipeline: redis.client.Pipeline | None = None,
     ) -> bool:
         """Write a QUEUED record; False (nothing written) if the id already exists.
 
-        The OTP code is kept apart from the payload, so it can be deleted once CM has it.
+        ``backlog`` is (key, score) of the campaign backlog the call waits in; without it the
+        call is expected in the broker (the caller publishes its dispatch). The OTP code is
+        kept apart from the payload, so it can be deleted once CM has it.
         """
         body = dict(payload)
         code = body.pop("code", None)
-        fields: dict[str, str] = {"kind": kind, "payload": json.dumps(body, separators=(",", ":"))}
+        fields: dict[str, str] = {
+            "kind": kind,
+            "payload": self.cipher.seal(json.dumps(body, separators=(",", ":"))),
+        }
         if code is not None:
-            fields["code"] = str(code)
+            fields["code"] = self.cipher.seal(str(code))
         if campaign_id:
             fields["campaign_id"] = campaign_id
         fields.update(extra or {})
-        args = [*self._base_args(instruction_id), int(due_in_s * 1000)]
+        keys = [self.key(instruction_id)]
+        args: list[Any] = [*self._base_args(instruction_id), int(due_in_s * 1000), ""]
+        if backlog is not None:
+            keys.append(backlog[0])
+            args[4] = repr(backlog[1])
         for name, value in fields.items():
             args += [name, value]
-        result = self._create(keys=[self.key(instruction_id)], args=args, client=pipeline)
+        result = self._create(keys=keys, args=args, client=pipeline)
         return pipeline is not None or bool(result)
 
     # reads
     def get(self, instruction_id: str) -> CallRecord | None:
         raw = self.redis.hgetall(self.key(instruction_id))
-        return _record(instruction_id, raw) if raw else None
+        return self.record_from(instruction_id, raw) if raw else None
 
     def ids_in(
         self, state: CallState, *, max_score_ms: int | None = None, limit: int = 500
@@ -313,43 +278,96 @@ class CallLedger:
         seconds, micros = self.redis.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
-    # transitions
-    def claim(self, instruction_id: str, lease_s: float) -> Claim | CallState | None:
-        """Claim a QUEUED record (or one whose lease expired before it was sent).
+    # dispatch
+    def claim(
+        self,
+        instruction_id: str,
+        lease_s: float,
+        *,
+        limits: DispatchLimits | None = None,
+        send_now: bool = False,
+    ) -> ClaimOutcome:
+        """Claim a QUEUED record (or one whose lease expired before it was sent), in one step
+        with everything checked before a POST: deadline, refused token, campaign status, a
+        concurrency slot and a rate turn (``limits``; none checked without them).
 
-        Returns the Claim, the record's current state when someone else has it, or None when
-        there is no such record.
+        With ``send_now`` and no rate wait, the record is marked sent at once; otherwise
+        ``mark_sending`` does it just before the POST. Returns the Claim; Parked when the call
+        waits in Redis for a slot, a rate turn or its campaign; Ended when the claim ended it;
+        the record's state when someone else has it; None when there is no such record.
         """
         token = secrets.token_hex(8)
-        result = self._claim(
-            keys=[self.key(instruction_id)],
-            args=[*self._base_args(instruction_id), token, int(lease_s * 1000)],
-        )
+        keys = [self.key(instruction_id)]
+        if limits is None:
+            keys += [self.keys.account("none"), self.keys.slots("none")]
+            numbers = [0, 0, 0, 0, 0]
+        else:
+            keys += [limits.account_key, limits.slots_key]
+            numbers = [
+                round(limits.interval_s * 1_000_000),
+                round(limits.max_wait_interactive_s * 1_000_000),
+                round(limits.max_wait_campaign_s * 1_000_000),
+                limits.slot_limit,
+                int(limits.slot_lease_s * 1000),
+            ]
+        args = [*self._base_args(instruction_id), token, int(lease_s * 1000), *numbers]
+        result = self._begin(keys=keys, args=[*args, 1 if send_now else 0])
         outcome = as_text(result[0])
         if outcome == "missing":
             return None
-        if outcome != "claimed":
-            return CallState(outcome)
-        flat = result[1]
-        raw = {as_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
-        record = _record(instruction_id, raw)
+        if outcome == "busy":
+            state = as_text(result[1])
+            return CallState(state) if state in CallState.__members__ else Parked(state)
+        if outcome == "wait":
+            return Parked(as_text(result[1]))
+        if outcome == "ended":
+            return Ended(CallState(as_text(result[1])), as_text(result[2]))
+        wait_us = int(result[1])
+        raw = flat_to_dict(result[2])
         code = raw.get("code")
-        return Claim(record=record, token=token, code=as_text(code) if code is not None else None)
+        return Claim(
+            record=self.record_from(instruction_id, raw),
+            token=token,
+            code=self.cipher.open(as_text(code)) if code is not None else None,
+            wait_s=wait_us / 1_000_000,
+            sending=send_now and wait_us <= 0,
+        )
 
-    def mark_sending(self, claim: Claim, lease_s: float) -> SendDecision:
-        """Record that the POST is going out now, if it still may.
+    def mark_sending(
+        self, claim: Claim, lease_s: float, limits: DispatchLimits | None = None
+    ) -> SendDecision | float:
+        """Record that the POST is going out now, if it still may (after the rate wait).
 
         Returns SENDING (go), LOST (another worker has the claim), PAUSED (the campaign is
-        paused: release the claim) or CANCELLED (the campaign was cancelled: the record is
-        CANCELLED now).
+        paused: the call is back in its backlog) or CANCELLED (the record is CANCELLED now);
+        or the seconds to wait at the send gate before asking again (``limits`` given).
         """
         iid = claim.record.instruction_id
+        keys = [self.key(iid), self.keys.slots("none"), self.keys.account("none")]
+        interval_us = 0
+        if limits is not None:
+            keys[1:] = [limits.slots_key, limits.account_key]
+            interval_us = round(limits.interval_s * 1_000_000)
         result = self._sending(
-            keys=[self.key(iid)],
-            args=[*self._base_args(iid), claim.token, int(lease_s * 1000)],
+            keys=keys,
+            args=[*self._base_args(iid), claim.token, int(lease_s * 1000), interval_us],
         )
+        if isinstance(result, int):
+            return result / 1_000_000
         return SendDecision(as_text(result))
 
+    def placed(self, claim: Claim, call_id: str) -> bool:
+        """CM answered call-queued: PLACED, and the OTP code is deleted.
+
+        If the callback already arrived (FINISHED), only the call id is filled in.
+        """
+        iid = claim.record.instruction_id
+        result = self._placed(
+            keys=[self.key(iid)], args=[*self._base_args(iid), claim.token, call_id]
+        )
+        return as_text(result) == "placed"
+
+    # other transitions
     def transition(
         self,
         instruction_id: str,
@@ -360,15 +378,19 @@ class CallLedger:
         score_in_s: float = 0.0,
         count_attempt: bool = False,
         fields: dict[str, str] | None = None,
+        slots_key: str = "",
+        park: str = "",
         outbox: Sequence[tuple[str, bytes]] = (),
     ) -> tuple[bool, CallState | None]:
         """Move a record to ``to`` if it is in one of ``allowed`` (and holds ``token``, if given).
 
-        ``outbox`` holds (list key, message) pairs pushed in the same atomic step, only if the
-        record moved: messages that must go out once, and only with the transition.
+        ``slots_key`` gives the record's concurrency slot back; ``park`` (for QUEUED) makes the
+        call wait in its campaign's backlog or the waiting room, due in ``score_in_s``, instead
+        of expecting a dispatch message. ``outbox`` holds (list key, message) pairs pushed in
+        the same atomic step, only if the record moved.
         Returns (moved, state before); state before is None when there is no record.
         """
-        fields = fields or {}
+        pairs = [item for name, value in (fields or {}).items() for item in (name, value)]
         args: list[Any] = [
             *self._base_args(instruction_id),
             token,
@@ -376,13 +398,14 @@ class CallLedger:
             ",".join(state.value for state in allowed),
             int(score_in_s * 1000),
             1 if count_attempt else 0,
-            len(fields),
+            1 if slots_key else 0,
+            park,
+            len(pairs) // 2,
+            *pairs,
+            *(message for _, message in outbox),
         ]
-        for name, value in fields.items():
-            args += [name, value]
-        args += [message for _, message in outbox]
-        keys = [self.key(instruction_id), *(key for key, _ in outbox)]
-        result = self._transition(keys=keys, args=args)
+        keys = [self.key(instruction_id), slots_key or self.keys.slots("none")]
+        result = self._transition(keys=[*keys, *(key for key, _ in outbox)], args=args)
         outcome = as_text(result[0])
         if outcome == "missing":
             return False, None
@@ -390,32 +413,17 @@ class CallLedger:
             return True, CallState(as_text(result[1]))
         return False, CallState(outcome)
 
-    def placed(self, claim: Claim, call_id: str) -> bool:
-        """CM answered call-queued: PLACED, and the OTP code is deleted.
-
-        If the callback already arrived (FINISHED), only the call id is filled in.
-        """
-        iid = claim.record.instruction_id
-        moved, before = self.transition(
-            iid,
-            CallState.PLACED,
-            allowed=(CallState.DISPATCHING,),
-            token=claim.token,
-            fields={"call_id": call_id},
-        )
-        if not moved:
-            # The callback beat us to it (FINISHED), or the claim was lost: CM has the code
-            # now either way, so it must not stay in Redis.
-            self.redis.hdel(self.key(iid), "code")
-            if before is not None and before.is_terminal:
-                self.redis.hsetnx(self.key(iid), "call_id", call_id)
-        return moved
-
     def release(
-        self, claim: Claim, *, due_in_s: float, error: str = "", count_attempt: bool = False
+        self,
+        claim: Claim,
+        *,
+        due_in_s: float,
+        error: str = "",
+        count_attempt: bool = False,
+        slots_key: str = "",
+        park: str = "",
     ) -> bool:
-        """Give a claimed record back to QUEUED, due again in ``due_in_s`` (a retry or wait)."""
-        fields = {"last_error": error} if error else {}
+        """Give a claimed record back to QUEUED, due again in ``due_in_s`` (a retry)."""
         moved, _ = self.transition(
             claim.record.instruction_id,
             CallState.QUEUED,
@@ -423,34 +431,42 @@ class CallLedger:
             token=claim.token,
             score_in_s=due_in_s,
             count_attempt=count_attempt,
-            fields=fields,
+            fields={"last_error": error} if error else {},
+            slots_key=slots_key,
+            park=park,
         )
         return moved
 
-    def fail(self, instruction_id: str, reason: str, *, claim: Claim | None = None) -> bool:
+    def fail(
+        self,
+        instruction_id: str,
+        reason: str,
+        *,
+        claim: Claim | None = None,
+        slots_key: str = "",
+    ) -> bool:
         """FAILED, with the reason kept; from any non-terminal state (with the claim, if given)."""
         moved, _ = self.transition(
             instruction_id,
             CallState.FAILED,
-            allowed=(
-                CallState.QUEUED,
-                CallState.DISPATCHING,
-                CallState.PLACED,
-                CallState.UNKNOWN,
-            ),
+            allowed=ACTIVE_STATES,
             token=claim.token if claim else "",
             fields={"last_error": reason},
+            slots_key=slots_key,
         )
         return moved
 
     def unknown(self, claim: Claim, reason: str) -> bool:
-        """UNKNOWN: the POST may have placed the call; wait for a callback before deciding."""
+        """UNKNOWN: the POST may have placed the call; wait for a callback before deciding.
+
+        The concurrency slot stays taken: the call may be ringing.
+        """
         moved, _ = self.transition(
             claim.record.instruction_id,
             CallState.UNKNOWN,
             allowed=(CallState.DISPATCHING,),
             token=claim.token,
-            fields={"last_error": reason},
+            fields={"last_error": reason, "unknown_since": str(self.server_time_ms())},
         )
         return moved
 
@@ -459,65 +475,90 @@ class CallLedger:
         instruction_id: str,
         call_id: str,
         fields: dict[str, str],
-        outbox: Sequence[tuple[str, bytes]] = (),
+        *,
+        slots_key: str = "",
+        redial: tuple[str, float] | None = None,
+        schedule_redial: bool = True,
+        deliveries: Sequence[Delivery] = (),
+        outbox_timeout_s: float = 0.0,
     ) -> FinishOutcome:
-        """Record CM's callback: FINISHED, from any state a placed call can be in.
+        """Record CM's callback: FINISHED, the slot back, then the redial and deliveries.
 
-        UNKNOWN and FAILED are included on purpose: a callback proves the call was placed, and
-        a FINISHED record can never be dispatched again. A second callback for the same call
-        changes nothing and says so.
+        From DISPATCHING, PLACED and UNKNOWN, and from FAILED when the call was placed or its
+        outcome unknown (a callback proves the call was placed). A callback whose call-id is
+        not the one CM gave changes nothing (MISMATCH). ``redial`` (id, delay) is created only
+        if this moved the record, in the same atomic step (a campaign's in its backlog, an
+        interactive one in the Redis schedule unless ``schedule_redial`` is False and the
+        caller publishes a countdown); so are the ``deliveries``.
         """
-        record = self.get(instruction_id)
-        if record is None:
-            return FinishOutcome.MISSING
-        if record.state is CallState.FINISHED and record.get("call_id") in ("", call_id):
-            return FinishOutcome.DUPLICATE
-        moved, _ = self.transition(
-            instruction_id,
-            CallState.FINISHED,
-            allowed=(
-                CallState.DISPATCHING,
-                CallState.PLACED,
-                CallState.UNKNOWN,
-                CallState.FAILED,
-            ),
-            fields={"call_id": call_id, **fields},
-            outbox=outbox,
-        )
-        return FinishOutcome.RECORDED if moved else FinishOutcome.DUPLICATE
+        pairs = [item for name, value in fields.items() for item in (name, value)]
+        redial_id, delay_s = redial or ("", 0.0)
+        args: list[Any] = [
+            *self._base_args(instruction_id),
+            call_id,
+            redial_id,
+            int(delay_s * 1000),
+            1 if schedule_redial else 0,
+            ",".join(REDIAL_COPIED_FIELDS),
+            int(outbox_timeout_s * 1000),
+            len(pairs) // 2,
+            *pairs,
+        ]
+        keys = [
+            self.key(instruction_id),
+            slots_key or self.keys.slots("none"),
+            self.key(redial_id) if redial_id else self.key(instruction_id),
+            self.keys.outbox(),
+            self.keys.outbox_messages(),
+        ]
+        for delivery in deliveries:
+            keys.append(delivery.queue_key)
+            args += [delivery.member, delivery.stored, delivery.envelope]
+        result = self._finish(keys=keys, args=args)
+        return FinishOutcome(as_text(result[0]))
 
     def cancel(self, instruction_id: str, reason: str = "cancelled") -> bool:
         """CANCELLED, only from QUEUED: a call already being dispatched or placed goes on."""
-        moved, _ = self.transition(
-            instruction_id,
-            CallState.CANCELLED,
-            allowed=(CallState.QUEUED,),
-            fields={"last_error": reason},
-        )
-        return moved
+        return self.cancel_many([instruction_id], reason) == 1
 
     def cancel_many(self, instruction_ids: Sequence[str], reason: str = "cancelled") -> int:
         """``cancel()`` for many ids in one round trip; returns how many became CANCELLED."""
+        return self.end_many(instruction_ids, CallState.CANCELLED, reason)
+
+    def end_many(self, instruction_ids: Sequence[str], to: CallState, reason: str) -> int:
+        """Move many QUEUED ids to a terminal state in one round trip; returns how many moved."""
         pipe = self.redis.pipeline(transaction=False)
         for iid in instruction_ids:
-            args = [*self._base_args(iid), "", CallState.CANCELLED.value, CallState.QUEUED.value]
-            args += [0, 0, 1, "last_error", reason]
-            self._transition(keys=[self.key(iid)], args=args, client=pipe)
+            args = [*self._base_args(iid), "", to.value, CallState.QUEUED.value, 0, 0, 0, ""]
+            args += [1, "last_error", reason]
+            self._transition(keys=[self.key(iid), self.keys.slots("none")], args=args, client=pipe)
         return sum(1 for result in pipe.execute() if as_text(result[0]) == "ok")
 
+    # records
+    def record_from(self, instruction_id: str, raw: dict[Any, Any]) -> CallRecord:
+        """A record from its raw hash (HGETALL), the payload decrypted, the code left out."""
+        fields = {
+            as_text(k): as_text(v) for k, v in raw.items() if as_text(k) not in _HIDDEN_FIELDS
+        }
+        payload = json.loads(self.cipher.open(fields.get("payload", "{}")))
+        return CallRecord(
+            instruction_id=instruction_id,
+            kind=fields.get("kind", ""),
+            state=CallState(fields.get("state", "QUEUED")),
+            payload=payload,
+            fields=fields,
+        )
 
-def as_text(value: Any) -> str:
-    """A Redis reply (bytes, or already str) as str."""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
+@dataclass(frozen=True)
+class Delivery:
+    """One outcome message for one result task, kept in the outbox until confirmed.
 
-def _record(instruction_id: str, raw: dict[Any, Any]) -> CallRecord:
-    fields = {as_text(k): as_text(v) for k, v in raw.items() if as_text(k) != "code"}
-    payload = json.loads(fields.get("payload", "{}"))
-    return CallRecord(
-        instruction_id=instruction_id,
-        kind=fields.get("kind", ""),
-        state=CallState(fields.get("state", "QUEUED")),
-        payload=payload,
-        fields=fields,
-    )
+    ``member`` names it in the outbox, ``stored`` is what the reconciler re-publishes from, and
+    ``envelope`` the broker message pushed with the transition ('' when published after it).
+    """
+
+    member: str
+    stored: str
+    queue_key: str
+    envelope: bytes | str = ""

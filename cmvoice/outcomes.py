@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+#: Namespace of delivery ids: uuid5 of the call attempt, so every delivery of one outcome (a
+#: re-publish after a crash too) carries the same id.
+DELIVERY_NAMESPACE = uuid.UUID("3d3c9a51-7f0e-4f7b-9b55-2b1c0e6a8d11")
+
+
+def delivery_id_for(instruction_id: str, call_id: str) -> str:
+    """The stable id of the outcome of call ``call_id`` of ``instruction_id``."""
+    return str(uuid.uuid5(DELIVERY_NAMESPACE, f"{instruction_id}/{call_id}"))
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,8 @@ class CallOutcome:
         final: no redial follows; this is the call's last outcome.
         result_code: CM's result code (9 not answered, 10 finished, 11 failed, 12 rejected).
         digits: what the callee keyed in (DTMF calls), else None.
+        delivery_id: the same on every delivery of this outcome: a result task that sees it
+            twice (a re-publish after a crash) knows it is the same outcome.
     """
 
     instruction_id: str
@@ -39,6 +51,7 @@ class CallOutcome:
     finished_on: str | None = None
     campaign_id: str | None = None
     redial_instruction_id: str | None = None
+    delivery_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

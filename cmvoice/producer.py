@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cmvoice.errors import FieldError, InvalidInstruction
 from cmvoice.instructions import Instruction, infer_kind, parse_instruction
 from cmvoice.privacy import mask_number, quote_value
-from cmvoice.publisher import DispatchPublisher
+from cmvoice.publishing import Lane, publish_dispatch
 from cmvoice.runtime import Runtime, get_runtime
-from cmvoice.schedule import MAX_COUNTDOWN_S
-from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, app
 
 logger = logging.getLogger(__name__)
 
@@ -29,38 +27,22 @@ class Ticket:
     created: bool = True
 
 
-def publish_dispatch(instruction_ids: Iterable[str], *, countdown_s: float = 0.0) -> None:
-    """Publish one ``cmvoice.dispatch`` message per id (the id is the only argument)."""
-    ids = list(instruction_ids)
-    if not countdown_s:
-        with DispatchPublisher() as publisher:
-            publisher.publish(ids)
-        return
-    with app.producer_or_acquire() as producer:
-        for instruction_id in ids:
-            app.send_task(
-                DISPATCH_TASK,
-                args=[instruction_id],
-                queue=DISPATCH_QUEUE,
-                countdown=countdown_s,
-                producer=producer,
-                # No result to wait for: the ledger has it. Saves a result-backend subscription.
-                ignore_result=True,
-            )
-
-
-def dispatch_later(runtime: Runtime, instruction_id: str, delay_s: float) -> None:
-    """Dispatch again after ``delay_s``: a countdown when short, the Redis schedule when long."""
-    if delay_s <= MAX_COUNTDOWN_S:
-        publish_dispatch([instruction_id], countdown_s=delay_s)
-    else:
-        runtime.schedule.add(instruction_id, delay_s)
-
-
 def prepare(
     instruction: Instruction | Mapping[str, Any], *, kind: str | None = None
 ) -> tuple[str, Instruction]:
     """Validate an instruction (a model or a mapping) and give it an instruction id."""
+    if not isinstance(instruction, Mapping | Instruction):
+        raise InvalidInstruction(
+            kind or "unknown",
+            [
+                FieldError(
+                    "instruction",
+                    "must be a mapping of CM's fields or an instruction model "
+                    "(NotificationInstruction, OtpInstruction, DtmfInstruction)",
+                    f"a {type(instruction).__name__}",
+                )
+            ],
+        )
     if isinstance(instruction, Mapping):
         kind = kind or infer_kind(instruction)
         instruction = parse_instruction(kind, instruction)
@@ -109,7 +91,7 @@ def enqueue(
         instruction_id, model.kind, model.to_payload(), campaign_id=campaign_id
     )
     if created:
-        publish_dispatch([instruction_id])
+        publish_dispatch([instruction_id], lane=Lane.of(campaign_id))
         logger.info(
             "queued %s call %s to %s", model.kind, instruction_id, mask_number(model.callee)
         )

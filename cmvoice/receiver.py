@@ -20,8 +20,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
+from cmvoice import lua
 from cmvoice.errors import InvalidEvent
 from cmvoice.events import CallQueued, parse_event
+from cmvoice.publishing import envelope
+from cmvoice.replies import as_text
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.signing import CALLBACK_PATH, verify
 from cmvoice.worker import HANDLE_RESULT_TASK, RESULTS_QUEUE, app
@@ -116,37 +119,61 @@ def create_app(runtime_factory: Callable[[], Runtime] = get_runtime) -> FastAPI:
         for name in NUMBER_FIELDS:
             task_argument.pop(name, None)
         # One hop to a thread for both blocking steps: the hop costs more than either step.
-        outcome = await run_in_threadpool(
-            _dedupe_and_publish, runtime, kind, call_id, task_argument
-        )
+        outcome = await run_in_threadpool(_take, runtime, kind, call_id, task_argument)
         if outcome == "unavailable":
             return _problem(503, "broker_unavailable", "broker unreachable; retry later", metrics)
-        if outcome == "duplicate":
-            metrics.rejected.labels(reason="duplicate").inc()
+        if outcome == "mismatch":
+            return _problem(
+                409,
+                "call_id_mismatch",
+                "the call-id is not the one CM gave for this instruction; ignored",
+                metrics,
+            )
+        if outcome in ("duplicate", "missing"):
+            reason = "duplicate" if outcome == "duplicate" else "unknown_call"
+            metrics.rejected.labels(reason=reason).inc()
         else:
             metrics.callbacks.labels(type=kind, code=str(code)).inc()
         return Response(status_code=204)
 
-    def _dedupe_and_publish(
-        runtime: Runtime, kind: str, call_id: str, task_argument: dict[str, Any]
-    ) -> str:
-        guard = f"cmvoice:callback:{call_id}:{kind}"
-        try:
-            fresh = runtime.redis.set(guard, "1", nx=True, ex=int(runtime.settings.retention))
-        except (redis.RedisError, OSError):
-            return "unavailable"
-        if not fresh:
-            return "duplicate"
+    def _take(runtime: Runtime, kind: str, call_id: str, task_argument: dict[str, Any]) -> str:
+        """Check the call-id, drop a duplicate, keep the event in the inbox and publish it."""
+        keys = runtime.keys
+        iid = str(task_argument.get("instruction-id", ""))
+        guard = keys.callback_guard(iid, call_id, kind)
+        # With the ledger's Redis as the broker, the message goes out in the same atomic step.
+        atomic = runtime.settings.broker_is_ledger_redis
+        queue, message = (
+            envelope(HANDLE_RESULT_TASK, [task_argument], RESULTS_QUEUE)
+            if atomic
+            else (RESULTS_QUEUE, b"")
+        )
         started = time.perf_counter()
         try:
-            publish(task_argument)
-        except (OperationalError, redis.RedisError, OSError) as exc:
-            # Forget we saw it, so that CM's retry is not taken for a duplicate.
-            _forget(runtime, guard)
-            logger.warning("callback %s: broker unreachable (%s); answered 503", call_id, exc)
+            outcome = as_text(
+                lua.load(runtime.redis, "accept_callback")(
+                    keys=[keys.call(iid), guard, keys.inbox(), queue],
+                    args=[
+                        call_id,
+                        int(runtime.settings.retention),
+                        json.dumps(task_argument, separators=(",", ":")),
+                        message,
+                        iid,
+                    ],
+                )
+            )
+        except (redis.RedisError, OSError):
             return "unavailable"
+        if outcome == "accepted" and not atomic:
+            try:
+                publish(task_argument)
+            except (OperationalError, redis.RedisError, OSError) as exc:
+                # Forget we saw it, so that CM's retry is not taken for a duplicate.
+                _forget(runtime, guard, iid)
+                logger.warning("callback %s: broker unreachable (%s); answered 503", iid, exc)
+                return "unavailable"
         metrics.publish_seconds.observe(time.perf_counter() - started)
-        return "published"
+        return outcome
 
     @api.get("/healthz")
     def healthz() -> JSONResponse:
@@ -163,8 +190,12 @@ def create_app(runtime_factory: Callable[[], Runtime] = get_runtime) -> FastAPI:
     return api
 
 
-def _forget(runtime: Runtime, guard: str) -> None:
+def _forget(runtime: Runtime, guard: str, instruction_id: str) -> None:
     try:
-        runtime.redis.delete(guard)
+        pipe = runtime.redis.pipeline(transaction=True)
+        pipe.delete(guard)
+        pipe.zrem(runtime.keys.inbox(), instruction_id)
+        pipe.hdel(runtime.keys.call(instruction_id), "callback")
+        pipe.execute()
     except (redis.RedisError, OSError):
-        logger.debug("could not clear the duplicate guard %s", guard)
+        logger.debug("could not clear the duplicate guard of %s", instruction_id)

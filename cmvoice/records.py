@@ -1,7 +1,9 @@
-"""Views of ledger records for people: masked numbers, readable times, never the OTP code."""
+"""Views of ledger records for people: masked numbers, readable times, never the OTP code;
+and the attempt chains that link a call to its redials."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +12,7 @@ from cmvoice.privacy import mask_number
 
 #: Ledger fields holding Redis server times in milliseconds.
 _TIME_FIELDS = ("created_at", "updated_at", "sent_at", "due_at")
-#: Fields shown as they are, in this order, when present.
+#: Fields shown as they are, in this order, when present (numbers as numbers).
 _PLAIN_FIELDS = (
     "campaign_id",
     "call_id",
@@ -21,10 +23,15 @@ _PLAIN_FIELDS = (
     "answered_on",
     "finished_on",
     "last_error",
+    "waiting",
     "root_id",
     "attempt_no",
     "next_id",
 )
+_INT_FIELDS = frozenset({"result_code", "attempt_no"})
+#: Longest redial chain followed: far above any redial policy, a guard against a cycle in
+#: corrupted data.
+MAX_CHAIN = 100
 
 
 def format_ms(value: str) -> str:
@@ -48,11 +55,32 @@ def describe_record(record: CallRecord) -> dict[str, Any]:
     }
     for name in _PLAIN_FIELDS:
         if record.get(name):
-            view[name] = record.get(name)
+            view[name] = record.get_int(name) if name in _INT_FIELDS else record.get(name)
     for name in _TIME_FIELDS:
         if record.get(name):
             view[name] = format_ms(record.get(name))
     return view
+
+
+def attempt_chains(ledger: CallLedger, first_ids: Sequence[str]) -> dict[str, list[CallRecord]]:
+    """Each first attempt's records, then its redials (``next_id``), one round trip a step."""
+    chains: dict[str, list[CallRecord]] = {iid: [] for iid in first_ids}
+    pending = {iid: iid for iid in first_ids}  # record to read -> the id of its first attempt
+    while pending:
+        pipe = ledger.redis.pipeline(transaction=False)
+        for record_id in pending:
+            pipe.hgetall(ledger.key(record_id))
+        following: dict[str, str] = {}
+        for (record_id, root), raw in zip(pending.items(), pipe.execute(), strict=True):
+            if not raw:
+                continue  # expired
+            record = ledger.record_from(record_id, raw)
+            chains[root].append(record)
+            next_id = record.get("next_id")
+            if next_id and len(chains[root]) < MAX_CHAIN:
+                following[next_id] = root
+        pending = following
+    return chains
 
 
 def attempt_chain(ledger: CallLedger, instruction_id: str) -> list[CallRecord]:
@@ -60,13 +88,5 @@ def attempt_chain(ledger: CallLedger, instruction_id: str) -> list[CallRecord]:
     record = ledger.get(instruction_id)
     if record is None:
         return []
-    root = ledger.get(record.get("root_id")) if record.get("root_id") else record
-    chain: list[CallRecord] = []
-    seen: set[str] = set()
-    current: CallRecord | None = root or record
-    while current is not None and current.instruction_id not in seen:
-        chain.append(current)
-        seen.add(current.instruction_id)
-        next_id = current.get("next_id")
-        current = ledger.get(next_id) if next_id else None
-    return chain
+    root = record.get("root_id") or instruction_id
+    return attempt_chains(ledger, [root])[root] or [record]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -12,18 +11,17 @@ import redis
 
 from cmvoice.client import VoiceApiClient
 from cmvoice.config import DEFAULT_API_URL, Settings, get_settings
+from cmvoice.crypto import FieldCipher
 from cmvoice.errors import ConfigurationError
-from cmvoice.ledger import CallLedger, as_text
-from cmvoice.ratelimit import ConcurrencyLimiter, GcraLimiter, account_key
+from cmvoice.keyspace import Keys
+from cmvoice.ledger import CallLedger, DispatchLimits
+from cmvoice.ratelimit import ConcurrencyLimiter, account_key
+from cmvoice.replies import as_text
 from cmvoice.retrying import RetryPolicy
 from cmvoice.schedule import DispatchSchedule
 
 #: The token ``cmvoice simulator`` accepts unless told otherwise; never valid at CM.
 SIMULATOR_TOKEN = "00000000-0000-0000-0000-000000000000"  # noqa: S105 - public dev token
-#: Seconds a worker trusts its last look at the bad-token breaker.
-BREAKER_CACHE_S = 1.0
-#: Where a generated callback secret is kept, so every process on the same Redis agrees on it.
-GENERATED_SECRET_KEY = "cmvoice:callback_secret"  # noqa: S105 - a key name
 
 
 @dataclass
@@ -32,8 +30,6 @@ class Runtime:
 
     settings: Settings
     redis: redis.Redis
-    _breaker_open: bool = False
-    _breaker_checked_at: float = -1e9
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -45,6 +41,10 @@ class Runtime:
             retry_on_timeout=True,
         )
         return cls(settings=settings, redis=client)
+
+    @cached_property
+    def keys(self) -> Keys:
+        return Keys(self.settings.key_prefix)
 
     @cached_property
     def product_token(self) -> str:
@@ -63,25 +63,44 @@ class Runtime:
         return account_key(self.product_token)
 
     @cached_property
-    def ledger(self) -> CallLedger:
-        return CallLedger(self.redis, retention_s=self.settings.retention)
+    def cipher(self) -> FieldCipher:
+        return FieldCipher(self.settings.encryption_keys)
 
     @cached_property
-    def rate_limiter(self) -> GcraLimiter:
-        return GcraLimiter(self.redis, f"cmvoice:rate:{self.account}", self.settings.rate_limit)
+    def ledger(self) -> CallLedger:
+        return CallLedger(
+            self.redis, keys=self.keys, retention_s=self.settings.retention, cipher=self.cipher
+        )
+
+    @cached_property
+    def limits(self) -> DispatchLimits:
+        """The account's limits every dispatch takes its share of (rate, slots)."""
+        settings = self.settings
+        return DispatchLimits(
+            account_key=self.keys.account(self.account),
+            slots_key=self.keys.slots(self.account),
+            interval_s=settings.rate_limit.interval_s,
+            slot_limit=settings.max_concurrent_calls,
+            slot_lease_s=settings.slot_lease,
+            max_wait_interactive_s=settings.max_rate_wait,
+            # The pacer releases campaign calls at most its lead ahead of their rate turn; a
+            # longer wait means interactive calls took the turns, and the call waits in Redis.
+            max_wait_campaign_s=2 * settings.pacer_lead,
+        )
 
     @cached_property
     def slots(self) -> ConcurrencyLimiter:
         return ConcurrencyLimiter(
             self.redis,
-            f"cmvoice:inflight:{self.account}",
+            self.keys.slots(self.account),
             self.settings.max_concurrent_calls,
             self.settings.slot_lease,
+            prefix=self.keys.prefix,
         )
 
     @cached_property
     def schedule(self) -> DispatchSchedule:
-        return DispatchSchedule(self.redis)
+        return DispatchSchedule(self.redis, self.keys.schedule())
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:
@@ -104,32 +123,25 @@ class Runtime:
         """The configured secret, or one generated once and kept in Redis for every process."""
         if self.settings.callback_secret is not None:
             return self.settings.callback_secret.get_secret_value()
-        self.redis.set(GENERATED_SECRET_KEY, secrets.token_hex(32), nx=True)
-        value = self.redis.get(GENERATED_SECRET_KEY)
+        key = self.keys.callback_secret()
+        self.redis.set(key, secrets.token_hex(32), nx=True)
+        value = self.redis.get(key)
         if value is None:  # pragma: no cover - set just above
             raise ConfigurationError("CMVOICE_CALLBACK_SECRET: could not be generated")
         return as_text(value)
 
-    def token_rejected(self) -> bool:
-        """Whether CM refused this account's token lately (any worker may have seen it).
-
-        Read from Redis at most once a second: it is asked before every POST.
-        """
-        now = time.monotonic()
-        if now - self._breaker_checked_at > BREAKER_CACHE_S:
-            self._breaker_open = bool(self.redis.exists(self._breaker_key))
-            self._breaker_checked_at = now
-        return self._breaker_open
-
     def reject_token(self, hold_s: float) -> None:
-        """Record that CM refused the token: no call of the account is sent for ``hold_s``."""
-        self.redis.set(self._breaker_key, "1", ex=max(1, int(hold_s)))
-        self._breaker_open = True
-        self._breaker_checked_at = time.monotonic()
+        """Record that CM refused the token: no call of the account is sent for ``hold_s``.
 
-    @property
-    def _breaker_key(self) -> str:
-        return f"cmvoice:auth_failed:{self.account}"
+        Every dispatch checks it atomically in its claim (lua/begin.lua).
+        """
+        until_ms = self.ledger.server_time_ms() + int(hold_s * 1000)
+        self.redis.hset(self.keys.account(self.account), "refused_until", until_ms)
+
+    def token_rejected(self) -> bool:
+        """Whether CM refused this account's token lately (any worker may have seen it)."""
+        until = self.redis.hget(self.keys.account(self.account), "refused_until")
+        return until is not None and int(until) > self.ledger.server_time_ms()
 
     def close(self) -> None:
         if "voice_client" in self.__dict__:

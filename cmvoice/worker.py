@@ -15,10 +15,15 @@ from kombu.exceptions import OperationalError
 
 from cmvoice.config import Settings, get_settings
 
+#: The interactive lane: calls enqueued one by one (``enqueue()``, ``cmvoice send``), served first.
+INTERACTIVE_QUEUE = "cmvoice.interactive"
+#: The campaign lane: calls the pacer releases from campaign backlogs.
 DISPATCH_QUEUE = "cmvoice.dispatch"
 RESULTS_QUEUE = "cmvoice.results"
 CAMPAIGNS_QUEUE = "cmvoice.campaigns"
-ALL_QUEUES = (DISPATCH_QUEUE, RESULTS_QUEUE, CAMPAIGNS_QUEUE)
+#: cmvoice's own queues, in the order a worker consumes them: with the Redis transport's
+#: "priority" order, a worker takes from a queue only when the ones before it are empty.
+ALL_QUEUES = (INTERACTIVE_QUEUE, DISPATCH_QUEUE, RESULTS_QUEUE, CAMPAIGNS_QUEUE)
 
 #: Task names: the public interface of the queue (DESIGN.md).
 DISPATCH_TASK = "cmvoice.dispatch"
@@ -54,13 +59,18 @@ TASK_MODULES = [
     "cmvoice.tasks.dispatch",
     "cmvoice.tasks.results",
     "cmvoice.tasks.maintenance",
-    "cmvoice.tasks.campaigns",
+    # Confirms deliveries to result tasks this worker runs (task_success).
+    "cmvoice.delivery",
 ]
+#: The pacer's loop runs in every worker, next to its consumer (one releases at a time).
+PACER_STEP = "cmvoice.tasks.pacing:PacerStep"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from cmvoice's Settings."""
     transport = {
+        # Queues in the order given (ALL_QUEUES), not round robin: the interactive lane first.
+        "queue_order_strategy": "priority",
         "visibility_timeout": VISIBILITY_TIMEOUT_S,
         "unacked_restore_interval": UNACKED_RESTORE_INTERVAL_S,
         "unacked_restore_throttle": 1,
@@ -84,9 +94,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_queues": [Queue(name) for name in ALL_QUEUES],
-        "task_default_queue": DISPATCH_QUEUE,
+        "task_default_queue": INTERACTIVE_QUEUE,
         "task_routes": {
-            DISPATCH_TASK: {"queue": DISPATCH_QUEUE},
             HANDLE_RESULT_TASK: {"queue": RESULTS_QUEUE},
             RECONCILE_TASK: {"queue": RESULTS_QUEUE},
             "cmvoice.campaign.*": {"queue": CAMPAIGNS_QUEUE},
@@ -112,6 +121,7 @@ def create_app(settings_factory: Any = get_settings) -> Celery:
     """A Celery app configured lazily from ``settings_factory()``."""
     celery_app = Celery("cmvoice", include=TASK_MODULES, set_as_current=True)
     celery_app.add_defaults(lambda: celery_config(settings_factory()))
+    celery_app.steps["consumer"].add(PACER_STEP)
     return celery_app
 
 

@@ -108,6 +108,7 @@ def worker(stack: Stack) -> Iterator[Any]:
     from celery.contrib.testing.worker import start_worker
 
     import tests.support.result_tasks  # noqa: F401 - registers the application's result task
+    from cmvoice.runtime import get_runtime
     from cmvoice.worker import ALL_QUEUES, app
 
     app.loader.import_default_modules()
@@ -116,7 +117,8 @@ def worker(stack: Stack) -> Iterator[Any]:
         pool="threads",
         concurrency=8,
         perform_ping_check=False,
-        queues=list(ALL_QUEUES),
+        # cmvoice's queues, and the one of the application's result tasks it includes.
+        queues=[*ALL_QUEUES, get_runtime().settings.result_queue],
         shutdown_timeout=30,
         loglevel="WARNING",
     ) as running:

@@ -1,175 +1,140 @@
-"""``cmvoice.dispatch``: claim one instruction, wait for the limits, POST it to CM, record why.
+"""``cmvoice.dispatch``: claim one instruction with its slot and rate turn, POST it, record why.
 
 The task's only argument is the instruction id (a claim check): the payload, the number and the
-OTP code stay in the ledger, out of the broker, Flower and the logs.
+OTP code stay in the ledger, out of the broker, Flower and the logs. Every check before the POST
+is one Lua step (lua/begin.lua) and the record after it one more (lua/placed.lua): see
+docs/architecture.md, "Dispatch".
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from celery.signals import worker_ready
 
-from cmvoice.campaigns import CampaignStatus
 from cmvoice.client import VoiceApiClient
-from cmvoice.config import parse_rate
-from cmvoice.errors import AuthenticationFailed, VoiceApiError
+from cmvoice.errors import AuthenticationFailed, CallFailed, VoiceApiError
 from cmvoice.instructions import MODELS
-from cmvoice.ledger import CallState, Claim, SendDecision, as_text
+from cmvoice.ledger import CallState, Claim, Ended, Parked, SendDecision
 from cmvoice.privacy import mask_number
-from cmvoice.producer import dispatch_later
-from cmvoice.ratelimit import GcraLimiter
+from cmvoice.publishing import Lane, dispatch_later
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.signing import callback_url
-from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, RETRY_ON_OUTAGE, app
+from cmvoice.worker import DISPATCH_TASK, RETRY_ON_OUTAGE, app
 
 logger = logging.getLogger(__name__)
 
-#: Seconds a dispatch waits before asking again for a concurrency slot.
-SLOT_RETRY_S = 1.0
-#: Due time given to a call held by a paused campaign: far off, so the reconciler leaves it be;
-#: resuming the campaign dispatches it at once.
-PAUSED_HOLD_S = 86400.0
 #: Seconds after a 401/403 during which no call of the account is sent (no retry storm).
 AUTH_FAILURE_HOLD_S = 300.0
+#: Times a dispatch waits at the send gate; each wait is under an interval, and the rate turn
+#: already paced it.
+MAX_GATE_WAITS = 10
 
 
 def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
-    """Run one dispatch; returns a short outcome for the task result and the logs."""
+    """Run one dispatch; returns what happened in a few words (the task's result in Flower).
+
+    Raises:
+        CallFailed: the call ended FAILED for good (after the ledger recorded why).
+    """
     settings = runtime.settings
-    claim = runtime.ledger.claim(instruction_id, lease_s=settings.dispatch_lease)
-    if claim is None:
+    outcome = runtime.ledger.claim(
+        instruction_id, settings.dispatch_lease, limits=runtime.limits, send_now=True
+    )
+    if outcome is None:
         logger.warning("dispatch %s: no such instruction in the ledger", instruction_id)
-        return "missing"
-    if not isinstance(claim, Claim):
+        return "missing: no such instruction"
+    if isinstance(outcome, Parked):
+        # It waits in Redis (its campaign's backlog or the waiting room), not in the broker.
+        return f"waiting: {outcome.why}"
+    if isinstance(outcome, Ended):
+        if outcome.state is CallState.FAILED:
+            raise CallFailed(f"failed: {outcome.why}")
+        return f"{outcome.state.value.lower()}: {outcome.why}"
+    if isinstance(outcome, CallState):
         # Another delivery of this task has it, or it is done: never POST twice.
-        logger.info("dispatch %s: already %s, nothing to do", instruction_id, claim.value)
-        return f"skipped: {claim.value}"
-
-    if runtime.token_rejected():
-        reason = "CM refused the product token minutes ago; not sent (fix CMVOICE_PRODUCT_TOKEN)"
-        runtime.ledger.fail(instruction_id, reason, claim=claim)
-        return "failed: bad token"
-
-    campaign_id = claim.record.campaign_id
-    status = _campaign_status(runtime, campaign_id) if campaign_id else ""
-    if status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
-        # Checked early too, so that a paused campaign's calls take no slot and no rate. The
-        # check that counts is the atomic one just before the POST (mark_sending).
-        if status == CampaignStatus.PAUSED:
-            return _hold(runtime, claim)
-        runtime.ledger.transition(
-            instruction_id,
-            CallState.CANCELLED,
-            allowed=(CallState.DISPATCHING,),
-            token=claim.token,
-            fields={"last_error": "campaign cancelled"},
-        )
-        return "skipped: cancelled"
-
-    if not runtime.slots.acquire(instruction_id):
-        runtime.ledger.release(claim, due_in_s=SLOT_RETRY_S, error="")
-        dispatch_later(runtime, instruction_id, SLOT_RETRY_S)
-        return "waiting for a concurrency slot"
-
-    # Build the HTTP client now, not after the rate-limit sleep: a first call that sets it up
-    # after its slot would reach CM late and bunch up with the next one.
+        logger.info("dispatch %s: already %s, nothing to do", instruction_id, outcome.value)
+        return f"skipped: already {outcome.value}"
+    claim = outcome
+    # Built before the rate wait, not after it: a first call that sets it up after its turn
+    # would reach CM late and bunch up with the next one.
     client = runtime.voice_client
-    # A campaign's own rate first, then the account's: both must allow the call.
-    for limiter in (_campaign_limiter(runtime, claim.record.campaign_id), runtime.rate_limiter):
-        if limiter is None:
-            continue
-        reservation = limiter.reserve(max_wait_s=settings.max_rate_wait)
-        if not reservation.granted:
-            # The next free slot is far away: give the thread back instead of sleeping in it.
-            runtime.slots.release(instruction_id)
-            delay = max(reservation.wait_s - settings.max_rate_wait / 2, 0.05)
-            runtime.ledger.release(claim, due_in_s=delay)
-            dispatch_later(runtime, instruction_id, delay)
-            return "waiting for the rate limit"
-        limiter.wait_turn(reservation)
-
+    if not claim.sending:
+        decision = _wait_turn(runtime, claim)
+        if decision is not SendDecision.SENDING:
+            if decision is SendDecision.LOST:
+                logger.warning("dispatch %s: claim lost before sending", instruction_id)
+            if decision is SendDecision.PAUSED:
+                return "waiting: campaign paused"
+            return f"{decision.value}: not sent"
     return _post(runtime, client, claim)
 
 
-def _campaign_status(runtime: Runtime, campaign_id: str) -> str:
-    return as_text(runtime.redis.hget(runtime.ledger.campaign_key(campaign_id), "status") or "")
-
-
-def _hold(runtime: Runtime, claim: Claim) -> str:
-    """Hold a paused campaign's call until it resumes (resume dispatches its held calls)."""
-    iid = claim.record.instruction_id
-    runtime.ledger.release(claim, due_in_s=PAUSED_HOLD_S)
-    runtime.redis.sadd(runtime.ledger.campaign_key(claim.record.campaign_id or "") + ":held", iid)
-    return "held: campaign paused"
-
-
-def _campaign_limiter(runtime: Runtime, campaign_id: str | None) -> GcraLimiter | None:
-    """The campaign's own rate limiter, when it was started with ``--rate``."""
-    if not campaign_id:
-        return None
-    rate = runtime.redis.hget(runtime.ledger.campaign_key(campaign_id), "rate")
-    if not rate:
-        return None
-    limit = parse_rate(as_text(rate))
-    return GcraLimiter(runtime.redis, f"cmvoice:rate:campaign:{campaign_id}", limit)
+def _wait_turn(runtime: Runtime, claim: Claim) -> SendDecision:
+    """Sleep until the rate turn, then pass the send gate (lua/mark_sending.lua)."""
+    settings = runtime.settings
+    lease = settings.connect_timeout + settings.http_timeout + settings.dispatch_lease
+    wait_s = claim.wait_s
+    for _ in range(MAX_GATE_WAITS):
+        if wait_s > 0:
+            time.sleep(wait_s)
+        decision = runtime.ledger.mark_sending(claim, lease, runtime.limits)
+        if isinstance(decision, SendDecision):
+            return decision
+        wait_s = decision
+    # The turn was reserved, so more waits only mean clocks gone wrong: go anyway.
+    decision = runtime.ledger.mark_sending(claim, lease)
+    assert isinstance(decision, SendDecision)
+    return decision
 
 
 def _post(runtime: Runtime, client: VoiceApiClient, claim: Claim) -> str:
     settings = runtime.settings
     record = claim.record
     iid = record.instruction_id
-    # Long enough for the request's own timeouts, plus a dispatch lease to record the answer.
-    lease = settings.connect_timeout + settings.http_timeout + settings.dispatch_lease
-    decision = runtime.ledger.mark_sending(claim, lease_s=lease)
-    if decision is not SendDecision.SENDING:
-        runtime.slots.release(iid)
-        if decision is SendDecision.PAUSED:
-            return _hold(runtime, claim)
-        if decision is SendDecision.LOST:
-            logger.warning("dispatch %s: claim lost before sending; another worker has it", iid)
-        return f"skipped: {decision.value}"
-
     payload = dict(record.payload)
     if claim.code is not None:
         payload["code"] = claim.code
     payload["instruction-id"] = iid
     payload["callback-url"] = callback_url(settings.callback_base_url, iid, runtime.callback_secret)
-    app_path = MODELS[record.kind].app
     callee = mask_number(record.payload.get("callee"))
     try:
-        answers = client.send_payload(app_path, payload)
+        answers = client.send_payload(MODELS[record.kind].app, payload)
     except VoiceApiError as exc:
         return _after_error(runtime, claim, exc, callee)
     call_id = answers[0].call_id
     runtime.ledger.placed(claim, call_id)
     logger.info("dispatch %s: placed %s call to %s as %s", iid, record.kind, callee, call_id)
-    return "placed"
+    return f"placed call {call_id}"
 
 
 def _after_error(runtime: Runtime, claim: Claim, exc: VoiceApiError, callee: str) -> str:
     iid = claim.record.instruction_id
+    slots = runtime.limits.slots_key
     decision = runtime.retry_policy.decide(exc, claim.record.attempts)
     if decision.action == "retry":
-        runtime.slots.release(iid)
+        lane = Lane.of(claim.record.campaign_id)
+        # A campaign's retry waits in its backlog (the pacer applies its rate and windows to
+        # it); an interactive one is dispatched again after the delay.
         runtime.ledger.release(
             claim,
             due_in_s=decision.delay_s,
             error=decision.reason,
             count_attempt=decision.counts_as_attempt,
+            slots_key=slots,
+            park="retry after an error" if lane is Lane.CAMPAIGN else "",
         )
-        dispatch_later(runtime, iid, decision.delay_s)
-        logger.warning(
-            "dispatch %s to %s: %s; retrying in %.1fs", iid, callee, exc, decision.delay_s
-        )
-        return f"retry in {decision.delay_s:.1f}s"
+        if lane is Lane.INTERACTIVE:
+            dispatch_later(runtime, iid, decision.delay_s)
+        logger.warning("dispatch %s to %s: %s; retry in %.1fs", iid, callee, exc, decision.delay_s)
+        return f"retry in {decision.delay_s:.1f}s: {_short(exc)}"
     if decision.action == "unknown":
-        # Keep the concurrency slot: the call may be ringing; the callback or the lease frees it.
+        # The slot stays taken: the call may be ringing; the callback or the lease frees it.
         runtime.ledger.unknown(claim, decision.reason)
         logger.warning("dispatch %s to %s: outcome unknown: %s", iid, callee, exc)
-        return "unknown"
-    runtime.slots.release(iid)
-    runtime.ledger.fail(iid, decision.reason, claim=claim)
+        return f"unknown: {_short(exc)}; waiting for a callback"
+    runtime.ledger.fail(iid, decision.reason, claim=claim, slots_key=slots)
     if isinstance(exc, AuthenticationFailed):
         runtime.reject_token(AUTH_FAILURE_HOLD_S)
         logger.critical(
@@ -180,7 +145,12 @@ def _after_error(runtime: Runtime, claim: Claim, exc: VoiceApiError, callee: str
         )
     else:
         logger.error("dispatch %s to %s failed: %s", iid, callee, exc)
-    return "failed"
+    raise CallFailed(f"failed: {_short(exc)}")
+
+
+def _short(exc: VoiceApiError) -> str:
+    """The error in a few words for a task result: its status and CM's message, no number."""
+    return str(exc).splitlines()[0][:200]
 
 
 @worker_ready.connect
@@ -193,9 +163,10 @@ def _warm_up(**_: object) -> None:
 
 @app.task(
     name=DISPATCH_TASK,
-    queue=DISPATCH_QUEUE,
     acks_late=True,
     reject_on_worker_lost=True,
+    # Expected endings of a call, not bugs: FAILURE in Flower without a traceback in the log.
+    throws=(CallFailed,),
     **RETRY_ON_OUTAGE,
 )
 def dispatch(instruction_id: str) -> str:

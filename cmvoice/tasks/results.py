@@ -1,8 +1,8 @@
-"""``cmvoice.handle_result``: record a callback, redial by policy, deliver the outcome once.
+"""``cmvoice.handle_result``: record a callback, redial by policy, deliver the outcome.
 
-Every step is idempotent, so a redelivered task or a duplicated callback changes nothing twice:
-the ledger's FINISHED transition is a compare-and-set, the redial's id is derived from the call
-it follows, and delivery is guarded by a set-if-absent key.
+Recording is one compare-and-set in the ledger (lua/finish.lua) that also creates the redial
+and writes the deliveries, only if the record moved: a redelivered task, a duplicated or a
+forged callback changes nothing twice (docs/architecture.md, "Results").
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ import logging
 import uuid
 from typing import Any
 
+from cmvoice.config import Settings
+from cmvoice.delivery import outbox_member, stored_message
 from cmvoice.errors import InvalidEvent
 from cmvoice.events import CallQueued, DtmfFinished, FinishedEvent, parse_event
-from cmvoice.ledger import CallRecord, CallState, FinishOutcome
-from cmvoice.outcomes import CallOutcome, run_hooks
-from cmvoice.producer import dispatch_later
-from cmvoice.publisher import redis_queue_message
+from cmvoice.ledger import CallRecord, Delivery, FinishOutcome
+from cmvoice.outcomes import CallOutcome, delivery_id_for, run_hooks
+from cmvoice.publishing import envelope, publish_dispatch, publish_task
 from cmvoice.runtime import Runtime, get_runtime
+from cmvoice.schedule import MAX_COUNTDOWN_S
 from cmvoice.worker import HANDLE_RESULT_TASK, RESULTS_QUEUE, RETRY_ON_OUTAGE, app
 
 logger = logging.getLogger(__name__)
@@ -31,13 +33,26 @@ def redial_id_for(instruction_id: str, call_id: str) -> str:
     return str(uuid.uuid5(REDIAL_NAMESPACE, f"{instruction_id}/{call_id}"))
 
 
+def redial_decision(settings: Settings, record: CallRecord, code: int) -> str | None:
+    """Why no redial follows, or None when the policy asks for one (a pure decision)."""
+    if code not in settings.redial_codes:
+        return f"code {code} is not redialed"
+    if record.get_int("attempt_no", 1) >= settings.redial_max_attempts:
+        return f"attempt {record.get_int('attempt_no', 1)} was the last"
+    if record.kind == "otp":
+        # The OTP code was deleted when CM accepted the first call; it is not kept for redials.
+        return "OTP calls are not redialed (their code is gone)"
+    return None
+
+
 def _event_fields(event: FinishedEvent) -> dict[str, str]:
+    times = event.to_payload()
     fields = {
         "result_code": str(event.result.code),
         "result_description": event.result.description,
-        "started_on": event.to_payload().get("started-on", ""),
-        "finished_on": event.to_payload().get("finished-on", ""),
-        "answered_on": event.to_payload().get("answered-on") or "",
+        "started_on": times.get("started-on", ""),
+        "finished_on": times.get("finished-on", ""),
+        "answered_on": times.get("answered-on") or "",
     }
     if event.result.sip_disconnect_code:
         fields["sip_disconnect_code"] = event.result.sip_disconnect_code
@@ -46,78 +61,22 @@ def _event_fields(event: FinishedEvent) -> dict[str, str]:
     return fields
 
 
-def _plan_redial(runtime: Runtime, record: CallRecord, event: FinishedEvent) -> str | None:
-    """Write the next attempt's record if the policy asks for one; returns its id.
-
-    Idempotent (the id derives from the call it follows); it is dispatched only once the
-    callback is recorded.
-    """
+def _deliveries(runtime: Runtime, outcome: CallOutcome) -> list[Delivery]:
+    """One delivery per result task; pushed with the transition when the broker is this Redis."""
     settings = runtime.settings
-    attempt = record.get_int("attempt_no", 1)
-    if event.result.code not in settings.redial_codes:
-        return None
-    if attempt >= settings.redial_max_attempts:
-        return None
-    if record.kind == "otp":
-        # The OTP code was deleted when CM accepted the first call; it is not kept for redials.
-        logger.info("call %s: not redialing an OTP call (its code is gone)", record.instruction_id)
-        return None
-    next_id = redial_id_for(record.instruction_id, event.call_id)
-    runtime.ledger.create(
-        next_id,
-        record.kind,
-        {**record.payload, "instruction-id": next_id},
-        campaign_id=record.campaign_id,
-        extra={
-            "root_id": record.get("root_id") or record.instruction_id,
-            "attempt_no": str(attempt + 1),
-            "previous_id": record.instruction_id,
-        },
-        due_in_s=settings.redial_delay,
-    )
-    return next_id
-
-
-def _outbox(runtime: Runtime, outcome: CallOutcome) -> list[tuple[str, bytes]] | None:
-    """The result-task messages to push with the FINISHED transition, when that can be atomic.
-
-    It can when the broker is the ledger's Redis (the default): the messages then go out
-    exactly once, with the transition. Otherwise None: they are published after it.
-    """
-    settings = runtime.settings
-    if not settings.effective_broker_url.startswith("redis"):
-        return None
-    if settings.effective_broker_url != settings.effective_redis_url:
-        return None
     args = [outcome.to_dict()]
-    return [
-        redis_queue_message(name, args, settings.result_queue) for name in settings.result_tasks
-    ]
-
-
-def _deliver(runtime: Runtime, outcome: CallOutcome) -> bool:
-    """Publish the outcome to the result tasks, once per call attempt (another broker).
-
-    At most once: a worker killed between the guard and the publish loses the delivery; with
-    the ledger's Redis as the broker the outbox makes it exactly once instead.
-    """
-    guard = f"cmvoice:delivered:{outcome.instruction_id}:{outcome.call_id}"
-    if not runtime.redis.set(guard, "1", nx=True, ex=int(runtime.settings.retention)):
-        return False
-    try:
-        with app.producer_or_acquire() as producer:
-            for task_name in runtime.settings.result_tasks:
-                app.send_task(
-                    task_name,
-                    args=[outcome.to_dict()],
-                    queue=runtime.settings.result_queue,
-                    producer=producer,
-                )
-    except Exception:
-        # Not sent (the broker is down): forget the guard, so that the task's retry delivers.
-        runtime.redis.delete(guard)
-        raise
-    return True
+    deliveries = []
+    for task_name in settings.result_tasks:
+        queue, message = envelope(task_name, args, settings.result_queue)
+        deliveries.append(
+            Delivery(
+                member=outbox_member(task_name, outcome.delivery_id),
+                stored=stored_message(task_name, settings.result_queue, args),
+                queue_key=queue,
+                envelope=message if settings.broker_is_ledger_redis else "",
+            )
+        )
+    return deliveries
 
 
 def handle_event(runtime: Runtime, data: dict[str, Any]) -> str:
@@ -127,14 +86,15 @@ def handle_event(runtime: Runtime, data: dict[str, Any]) -> str:
     if isinstance(finished, CallQueued):
         raise InvalidEvent("handle_result takes *-finished events, not call-queued")
     iid = finished.instruction_id or ""
+    code = finished.result.code
     record = runtime.ledger.get(iid)
     if record is None:
         logger.warning("callback for %s: no such instruction in the ledger", iid)
-        return FinishOutcome.MISSING.value
-    if record.state is CallState.FINISHED and record.call_id in (None, finished.call_id):
-        runtime.slots.release(iid)
-        return FinishOutcome.DUPLICATE.value
-    next_id = _plan_redial(runtime, record, finished)
+        runtime.redis.zrem(runtime.keys.inbox(), iid)
+        return "missing: no such instruction"
+    settings = runtime.settings
+    no_redial = redial_decision(settings, record, code)
+    next_id = None if no_redial else redial_id_for(iid, finished.call_id)
     times = finished.to_payload()
     outcome = CallOutcome(
         instruction_id=iid,
@@ -142,7 +102,7 @@ def handle_event(runtime: Runtime, data: dict[str, Any]) -> str:
         kind=record.kind,
         attempt=record.get_int("attempt_no", 1),
         final=next_id is None,
-        result_code=finished.result.code,
+        result_code=code,
         description=finished.result.description,
         call_id=finished.call_id,
         digits=finished.digits if isinstance(finished, DtmfFinished) else None,
@@ -151,24 +111,49 @@ def handle_event(runtime: Runtime, data: dict[str, Any]) -> str:
         finished_on=times.get("finished-on"),
         campaign_id=record.campaign_id,
         redial_instruction_id=next_id,
+        delivery_id=delivery_id_for(iid, finished.call_id),
     )
-    fields = _event_fields(finished)
-    if next_id:
-        fields["next_id"] = next_id
-    outbox = _outbox(runtime, outcome)
-    recorded = runtime.ledger.finish(iid, finished.call_id, fields, outbox=outbox or ())
-    runtime.slots.release(iid)
+    deliveries = _deliveries(runtime, outcome)
+    recorded = runtime.ledger.finish(
+        iid,
+        finished.call_id,
+        _event_fields(finished),
+        slots_key=runtime.limits.slots_key,
+        redial=(next_id, settings.redial_delay) if next_id else None,
+        schedule_redial=settings.redial_delay > MAX_COUNTDOWN_S,
+        deliveries=deliveries,
+        outbox_timeout_s=settings.outbox_timeout,
+    )
     if recorded is not FinishOutcome.RECORDED:
+        runtime.redis.zrem(runtime.keys.inbox(), iid)
+        if recorded is FinishOutcome.MISMATCH:
+            logger.warning("callback for %s: call-id is not the one CM gave; ignored", iid)
+            return "refused: the call-id is not the one CM gave"
         # A duplicate callback or a redelivered task: the first one did the rest.
-        return recorded.value
-    if next_id:
-        dispatch_later(runtime, next_id, runtime.settings.redial_delay)
-        logger.info("call %s: result %s, redial %s", iid, finished.result.code, next_id)
-    if outbox is None:
-        _deliver(runtime, outcome)
+        return f"{recorded.value}: nothing changed"
+    if next_id and not record.campaign_id and settings.redial_delay <= MAX_COUNTDOWN_S:
+        # A longer wait is in the Redis schedule already (finish.lua); a short one is a
+        # countdown. Lost, the reconciler finds the redial QUEUED and overdue.
+        publish_dispatch([next_id], countdown_s=settings.redial_delay)
+    if not settings.broker_is_ledger_redis:
+        # Another broker: published after the transition. Lost by a crash here, they stay in
+        # the outbox and the reconciler publishes them after the outbox timeout.
+        for delivery in deliveries:
+            publish_task(delivery.member.split("|", 1)[0], [outcome.to_dict()], delivery.queue_key)
     run_hooks(outcome)
-    logger.info("callback for %s: code %s recorded", iid, finished.result.code)
-    return recorded.value
+    final = (
+        "final" if next_id is None else f"redial {next_id} in {_duration(settings.redial_delay)}"
+    )
+    logger.info("callback for %s: code %s recorded (%s)", iid, code, final)
+    return f"outcome {code} {finished.result.description} ({final})"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
 
 
 @app.task(name=HANDLE_RESULT_TASK, queue=RESULTS_QUEUE, acks_late=True, **RETRY_ON_OUTAGE)

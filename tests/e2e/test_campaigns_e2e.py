@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 import redis
 
-from cmvoice.campaign_enqueue import CampaignEnqueuer, EnqueueReport, start_campaign
-from cmvoice.campaign_report import REPORT_COLUMNS, write_report
-from cmvoice.campaigns import RELEASE_HELD_TASK, CampaignStore
+from cmvoice.campaigns import control
+from cmvoice.campaigns.enqueue import CampaignEnqueuer, EnqueueReport, start_campaign
+from cmvoice.campaigns.report import REPORT_COLUMNS, write_report
+from cmvoice.campaigns.store import CampaignStore
 from cmvoice.ledger import CallState
-from cmvoice.publisher import DispatchPublisher
+from cmvoice.publishing import DispatchPublisher, Lane, dispatch_envelope
 from cmvoice.runtime import get_runtime
 from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, app
 from tests.support.stack import CALLER, Stack, wait_for
@@ -180,7 +181,7 @@ def test_cancel_halfway_sends_no_queued_call_and_the_counters_add_up(
     wait_for(lambda: len(stack.calls()) >= 4)
 
     # When it is cancelled
-    cancelled, cancelled_at_ms = store().cancel(report.campaign_id)
+    cancelled, cancelled_at_ms = control.cancel(store(), report.campaign_id)
 
     # Then no call is POSTed after the cancel, the rest are CANCELLED, the placed ones finish
     wait_for(lambda: store().progress(report.campaign_id).active == 0)
@@ -206,7 +207,7 @@ def test_pause_sends_nothing_until_resume_then_every_call_finishes_once(
     wait_for(lambda: len(stack.calls()) >= 3)
 
     # When it is paused for a second
-    paused_at_ms = store().pause(cid)
+    paused_at_ms = control.pause(store(), cid)
     time.sleep(1.0)
     placed_while_paused = len(stack.calls())
 
@@ -216,7 +217,7 @@ def test_pause_sends_nothing_until_resume_then_every_call_finishes_once(
 
     # When it is resumed, then the calls the pause held are released, and every call
     # finishes, each number dialed exactly once
-    assert store().resume(cid) > 0
+    assert control.resume(store(), cid) > 0
     wait_for(lambda: counts(cid) == {"FINISHED": 20}, timeout_s=20)
     assert placed_while_paused < 20
     assert Counter(call["callee"] for call in stack.calls()) == dict.fromkeys(
@@ -225,28 +226,39 @@ def test_pause_sends_nothing_until_resume_then_every_call_finishes_once(
     assert max(store().progress(cid).calls_per_minute, 0) > 0
 
 
-def test_a_call_held_just_after_a_resume_is_released_by_the_follow_up_task(
-    stack: Stack, worker: Any, tmp_path: Path
+def test_a_call_released_just_before_a_pause_waits_in_the_backlog_until_resume(
+    stack: Stack, tmp_path: Path
 ) -> None:
-    # Given a campaign paused before its only call is dispatched, so the call is held
+    # Given a campaign whose only call the pacer released to the broker, with no worker yet
     path = write_csv(tmp_path / "calls.csv", ["callee"], [["+31612345620"]])
     campaigns = store()
     campaign = campaigns.create(
         "notification", path, template={"caller": CALLER, "prompt": "Hello."}
     )
-    campaigns.pause(campaign.campaign_id)
     CampaignEnqueuer(campaigns, campaign).run()
-    held_key = campaigns.key(campaign.campaign_id, "held")
-    wait_for(lambda: campaigns.redis.scard(held_key) == 1)
+    from cmvoice.campaigns.pacer import Pacer
 
-    # When the campaign runs again but the call was held after resume's own release (the race
-    # resume() leaves to its follow-up task), and that task runs
-    campaigns.redis.hset(campaigns.key(campaign.campaign_id), "status", "running")
-    app.send_task(RELEASE_HELD_TASK, args=[campaign.campaign_id])
+    pacer = Pacer(get_runtime())
+    assert pacer.lease.hold()
+    assert pacer.step().released_campaign == 1
 
-    # Then the call is placed after all
-    wait_for(lambda: counts(campaign.campaign_id) == {"FINISHED": 1})
-    assert campaigns.redis.scard(held_key) == 0
+    # When the campaign is paused before a worker takes that call, and a worker then runs it
+    control.pause(campaigns, campaign.campaign_id)
+    from cmvoice.tasks.dispatch import dispatch_instruction
+
+    [iid] = [iid for chunk in campaigns.call_chunks(campaign.campaign_id) for iid, _ in chunk]
+    outcome = dispatch_instruction(get_runtime(), iid)
+
+    # Then nothing is sent: the call is back in the backlog, waiting for the campaign
+    assert outcome == "waiting: campaign paused"
+    assert stack.calls() == []
+    assert campaigns.backlog(campaign.campaign_id, campaigns.ledger.server_time_ms()).total == 1
+
+    # And after resume the pacer releases it again, and it is dispatched once
+    control.resume(campaigns, campaign.campaign_id)
+    assert pacer.step().released_campaign == 1
+    assert dispatch_instruction(get_runtime(), iid).startswith("placed call ")
+    assert len(stack.calls()) == 1
 
 
 def test_dispatch_messages_published_in_batches_are_the_ones_send_task_publishes(
@@ -256,26 +268,29 @@ def test_dispatch_messages_published_in_batches_are_the_ones_send_task_publishes
     client = redis.Redis.from_url(stack.redis_url)
     app.send_task(DISPATCH_TASK, args=["call-1"], queue=DISPATCH_QUEUE)
     with DispatchPublisher() as publisher:
-        publisher.publish(["call-1"])
+        publisher.publish(["call-1"], Lane.CAMPAIGN)
+    # (and one the pacer's Lua step pushes itself)
+    client.lpush(DISPATCH_QUEUE, dispatch_envelope("call-1", Lane.CAMPAIGN))
 
-    # When both are read back from the dispatch queue
-    celery_message, batch_message = (
+    # When they are read back from the dispatch queue
+    celery_message, batch_message, pacer_message = (
         json.loads(raw) for raw in reversed(client.lrange(DISPATCH_QUEUE, 0, -1))
     )
 
     # Then they differ only in their ids and in what the sender chose not to ask for
-    for message in (celery_message, batch_message):
+    for message in (celery_message, batch_message, pacer_message):
         assert json.loads(base64.b64decode(message["body"]))[0] == ["call-1"]
-    assert batch_message.keys() == celery_message.keys()
-    assert batch_message["headers"].keys() == celery_message["headers"].keys()
-    assert batch_message["properties"].keys() == celery_message["properties"].keys()
-    varying = {"id", "root_id", "argsrepr", "ignore_result"}
-    for name, value in celery_message["headers"].items():
-        if name not in varying:
-            assert batch_message["headers"][name] == value, name
-    same_properties = ("delivery_info", "delivery_mode", "priority", "body_encoding")
-    for name in same_properties:
-        assert batch_message["properties"][name] == celery_message["properties"][name], name
+    for ours in (batch_message, pacer_message):
+        assert ours.keys() == celery_message.keys()
+        assert ours["headers"].keys() == celery_message["headers"].keys()
+        assert ours["properties"].keys() == celery_message["properties"].keys()
+        varying = {"id", "root_id", "argsrepr", "ignore_result"}
+        for name, value in celery_message["headers"].items():
+            if name not in varying:
+                assert ours["headers"][name] == value, name
+        same_properties = ("delivery_info", "delivery_mode", "priority", "body_encoding")
+        for name in same_properties:
+            assert ours["properties"][name] == celery_message["properties"][name], name
     client.close()
 
 

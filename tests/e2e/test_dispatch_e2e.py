@@ -13,7 +13,8 @@ import pytest
 import requests
 
 from cmvoice.ledger import CallRecord, CallState
-from cmvoice.producer import enqueue, publish_dispatch
+from cmvoice.producer import enqueue
+from cmvoice.publishing import publish_dispatch
 from cmvoice.runtime import get_runtime
 from cmvoice.serving import ServerThread
 from cmvoice.simulator import Faults, SimulatorConfig, create_app

@@ -11,7 +11,8 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 
 from cmvoice.ledger import CallState
-from cmvoice.producer import enqueue, publish_dispatch
+from cmvoice.producer import enqueue
+from cmvoice.publishing import publish_dispatch
 from cmvoice.runtime import get_runtime
 from cmvoice.tasks.maintenance import reconcile
 from cmvoice.worker import ALL_QUEUES, app

@@ -46,7 +46,7 @@ def test_the_dispatch_message_on_the_broker_carries_only_the_instruction_id(stac
     ticket = enqueue(otp_call())
 
     client = redis.Redis.from_url(stack.redis_url)
-    messages = client.lrange("cmvoice.dispatch", 0, -1)
+    messages = client.lrange("cmvoice.interactive", 0, -1)
     client.close()
 
     assert len(messages) == 1

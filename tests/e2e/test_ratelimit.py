@@ -1,4 +1,4 @@
-"""The GCRA rate limiter and the concurrency limiter, against a real Redis."""
+"""The account's rate turns and concurrency slots, taken by the dispatch claim, in a real Redis."""
 
 from __future__ import annotations
 
@@ -7,63 +7,105 @@ import time
 
 import redis
 
-from cmvoice.config import Rate, parse_rate
-from cmvoice.ratelimit import ConcurrencyLimiter, GcraLimiter, account_key
+from cmvoice.ledger import CallLedger, Claim, DispatchLimits, Parked
+from cmvoice.ratelimit import ConcurrencyLimiter, account_key
+
+PAYLOAD = {"callee": "+31612345678", "caller": "+31761234567", "prompt": "Hello."}
 
 
-def test_reservations_are_spaced_by_the_emission_interval(redis_url: str) -> None:
-    limiter = GcraLimiter(redis.Redis.from_url(redis_url), "t:rate", Rate(10, 1))
+def limits(
+    interval_s: float = 0.1, slots: int = 1000, max_wait_s: float = 10, slot_lease_s: float = 60
+) -> DispatchLimits:
+    return DispatchLimits(
+        account_key="t:account",
+        slots_key="t:slots",
+        interval_s=interval_s,
+        slot_limit=slots,
+        slot_lease_s=slot_lease_s,
+        max_wait_interactive_s=max_wait_s,
+        max_wait_campaign_s=max_wait_s,
+    )
 
-    waits = [limiter.reserve(max_wait_s=10).wait_s for _ in range(5)]
 
-    # Each call gets the next slot, 100 ms after the previous one (minus the time spent asking).
+def ledger_with(redis_url: str, *ids: str) -> CallLedger:
+    ledger = CallLedger(redis.Redis.from_url(redis_url))
+    for iid in ids:
+        ledger.create(iid, "notification", PAYLOAD)
+    return ledger
+
+
+def test_rate_turns_are_spaced_by_the_emission_interval(redis_url: str) -> None:
+    ledger = ledger_with(redis_url, *"abcde")
+
+    claims = [ledger.claim(iid, 30, limits=limits(0.1)) for iid in "abcde"]
+
+    # Each call gets the next turn, 100 ms after the previous one (minus the time spent asking).
+    waits = [claim.wait_s for claim in claims if isinstance(claim, Claim)]
+    assert len(waits) == 5
     assert waits[0] == 0
     for earlier, later in itertools.pairwise(waits):
         assert 0.08 <= later - earlier <= 0.1
 
 
-def test_a_wait_beyond_the_bound_reserves_nothing(redis_url: str) -> None:
-    limiter = GcraLimiter(redis.Redis.from_url(redis_url), "t:rate", Rate(1, 1))
-    assert limiter.reserve(max_wait_s=0.5).granted
+def test_a_wait_beyond_the_bound_takes_no_turn_and_the_call_waits_in_redis(redis_url: str) -> None:
+    ledger = ledger_with(redis_url, "a", "b", "c")
+    assert isinstance(ledger.claim("a", 30, limits=limits(1.0)), Claim)
 
-    refused = limiter.reserve(max_wait_s=0.5)
-    assert not refused.granted
-    assert 0.9 <= refused.wait_s <= 1.0
-    # Refusing reserved nothing: the next caller with patience gets the same slot.
-    accepted = limiter.reserve(max_wait_s=2)
-    assert accepted.granted
-    assert accepted.wait_s <= refused.wait_s
+    refused = ledger.claim("b", 30, limits=limits(1.0, max_wait_s=0.5))
+
+    assert refused == Parked("a turn of the rate limit")
+    # Refusing took no turn: the next caller with patience gets the same one.
+    accepted = ledger.claim("c", 30, limits=limits(1.0, max_wait_s=2))
+    assert isinstance(accepted, Claim)
+    assert 0.9 <= accepted.wait_s <= 1.0
 
 
-def test_two_limiters_on_one_key_share_the_account_budget(redis_url: str) -> None:
-    one = GcraLimiter(redis.Redis.from_url(redis_url), "t:rate", parse_rate("600/m"))
-    two = GcraLimiter(redis.Redis.from_url(redis_url), "t:rate", parse_rate("600/m"))
+def test_two_processes_share_the_account_budget(redis_url: str) -> None:
+    one = ledger_with(redis_url, "a", "b", "c")
+    two = CallLedger(redis.Redis.from_url(redis_url))
 
-    waits = sorted([one.reserve(10).wait_s, two.reserve(10).wait_s, one.reserve(10).wait_s])
+    claims = [
+        one.claim("a", 30, limits=limits(0.1)),
+        two.claim("b", 30, limits=limits(0.1)),
+        one.claim("c", 30, limits=limits(0.1)),
+    ]
 
+    waits = sorted(claim.wait_s for claim in claims if isinstance(claim, Claim))
     assert waits[2] >= 0.18
 
 
 def test_concurrency_slots_are_capped_and_given_back(redis_url: str) -> None:
-    slots = ConcurrencyLimiter(redis.Redis.from_url(redis_url), "t:slots", limit=2, lease_s=60)
+    ledger = ledger_with(redis_url, "a", "b", "c")
+    slots = ConcurrencyLimiter(ledger.redis, "t:slots", limit=2, lease_s=60)
 
-    assert slots.acquire("a")
-    assert slots.acquire("b")
-    assert not slots.acquire("c")
-    assert slots.acquire("a"), "a holder renewing its own slot is not refused"
+    assert isinstance(ledger.claim("a", 30, limits=limits(0.001, slots=2)), Claim)
+    assert isinstance(ledger.claim("b", 30, limits=limits(0.001, slots=2)), Claim)
+    assert ledger.claim("c", 30, limits=limits(0.001, slots=2)) == Parked("a concurrency slot")
+    assert slots.in_use() == 2
 
     slots.release("a")
-    assert slots.acquire("c")
+    ledger.redis.hdel(ledger.key("c"), "waiting")  # as the pacer does when it releases c
+    assert isinstance(ledger.claim("c", 30, limits=limits(0.001, slots=2)), Claim)
     assert slots.in_use() == 2
 
 
-def test_an_expired_slot_lease_frees_the_slot(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    slots = ConcurrencyLimiter(client, "t:slots", limit=1, lease_s=0.01)
-    assert slots.acquire("crashed-worker")
+def test_a_call_that_holds_its_slot_already_is_not_refused(redis_url: str) -> None:
+    ledger = ledger_with(redis_url, "a", "b")
+    # a takes the only slot, then its worker is lost before sending (its lease runs out)
+    assert isinstance(ledger.claim("a", 0.01, limits=limits(0.001, slots=1)), Claim)
     time.sleep(0.03)
 
-    assert slots.acquire("next")
+    assert ledger.claim("b", 30, limits=limits(0.001, slots=1)) == Parked("a concurrency slot")
+    assert isinstance(ledger.claim("a", 30, limits=limits(0.001, slots=1)), Claim)
+
+
+def test_an_expired_slot_lease_frees_the_slot(redis_url: str) -> None:
+    ledger = ledger_with(redis_url, "crashed", "next")
+    one_slot = limits(0.001, slots=1, slot_lease_s=0.01)
+    assert isinstance(ledger.claim("crashed", 30, limits=one_slot), Claim)
+    time.sleep(0.03)
+
+    assert isinstance(ledger.claim("next", 30, limits=one_slot), Claim)
 
 
 def test_the_account_key_does_not_reveal_the_token() -> None:

@@ -26,7 +26,7 @@ def claimed(runtime: Runtime, iid: str, lease_s: float = 0.01) -> Claim:
 def queue_length(stack: Stack) -> int:
     client = redis.Redis.from_url(stack.redis_url)
     try:
-        return int(client.llen("cmvoice.dispatch"))
+        return int(client.llen("cmvoice.interactive"))
     finally:
         client.close()
 

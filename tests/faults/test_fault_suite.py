@@ -307,7 +307,7 @@ def test_a_campaign_through_faults_crashes_and_a_redis_restart_loses_and_repeats
 
 
 def _call_chunks(settings: dict[str, Any], campaign_id: str) -> Iterator[list[tuple[str, int]]]:
-    from cmvoice.campaigns import CampaignStore
+    from cmvoice.campaigns.store import CampaignStore
     from cmvoice.runtime import Runtime
 
     runtime = Runtime.from_settings(Settings(**settings))

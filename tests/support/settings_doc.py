@@ -40,4 +40,6 @@ def documented_default(field_name: str) -> str:
         return format_duration(float(value))
     if isinstance(value, list):
         return ",".join(str(item) for item in value)
+    if isinstance(value, bool):
+        return str(value).lower()  # as the environment spells it
     return str(value)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cmvoice.campaign_rows import RowReader, RowValidator, SourceRow, load_template
+from cmvoice.campaigns.rows import RowReader, RowValidator, SourceRow, load_template
 from cmvoice.errors import CampaignError, InvalidInstruction
 from tests.support.stack import CALLER
 

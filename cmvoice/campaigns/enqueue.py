@@ -1,10 +1,11 @@
-"""``campaign start``: stream a file into the ledger and the dispatch queue, batch by batch.
+"""``campaign start``: stream a file into the ledger and the campaign's backlog, batch by batch.
 
 Each batch is validated in memory, checked for duplicate callees (one round trip), committed
-in one MULTI/EXEC (records, the campaign's indexes, counters and the checkpoint: all or
-nothing), then published (one round trip) and its errors appended to the errors file. A run
-stopped anywhere leaves a campaign that ``--resume`` continues after its checkpoint, with the
-same instruction id for each row, so no row is ever enqueued twice.
+in one MULTI/EXEC (records, the backlog, the campaign's indexes, counters and the checkpoint:
+all or nothing), then its errors are appended to the errors file. Nothing is published: the
+pacer releases the backlog as the account's rate and slots allow. A run stopped anywhere
+leaves a campaign that ``--resume`` continues after its checkpoint, with the same instruction
+id for each row, so no row is ever enqueued twice.
 """
 
 from __future__ import annotations
@@ -25,22 +26,23 @@ from typing import Any, TextIO
 
 import redis
 
-from cmvoice.campaign_rows import RowReader, RowValidator, SourceRow, fingerprint
-from cmvoice.campaigns import (
-    CHUNK,
+from cmvoice import lua
+from cmvoice.campaigns.model import (
+    ANY_ZONE,
     Campaign,
     CampaignStatus,
-    CampaignStore,
     EnqueueState,
     RowOutcome,
     chunks,
     instruction_id_for,
     spreadsheet_safe,
-    text,
 )
+from cmvoice.campaigns.rows import RowReader, RowValidator, SourceRow, fingerprint
+from cmvoice.campaigns.store import CHUNK, CampaignStore
 from cmvoice.errors import CampaignError, FieldError, InvalidInstruction
+from cmvoice.ledger import CallState
 from cmvoice.privacy import mask_number
-from cmvoice.publisher import DispatchPublisher
+from cmvoice.replies import as_text
 from cmvoice.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -51,28 +53,6 @@ DEFAULT_BATCH_ROWS = 1000
 ERRORS_COLUMNS = ("line", "field", "rule", "value")
 #: Milliseconds the enqueue lock lives unless refreshed: a killed start frees it this fast.
 ENQUEUE_LOCK_TTL_MS = 30_000
-
-# KEYS[1] the :seen hash; ARGV: (callee hash, line) pairs. Returns the first line of each
-# callee. Keyed by line, not a bare set member, so a batch replayed by --resume finds its own
-# rows as first (not duplicates of themselves).
-_CLAIM_CALLEES = """
-local owners = {}
-for i = 1, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
-    owners[#owners + 1] = ARGV[i + 1]
-  else
-    owners[#owners + 1] = redis.call('HGET', KEYS[1], ARGV[i])
-  end
-end
-return owners
-"""
-
-# KEYS[1] lock; ARGV[1] token, ARGV[2] new ttl in ms, or 0 to release. Only the holder may.
-_LOCK_UPDATE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-"""
 
 
 @dataclass(frozen=True)
@@ -149,8 +129,8 @@ class _EnqueueGuards:
     def __init__(self, store: CampaignStore) -> None:
         self.store = store
         self.redis = store.redis
-        self._claim_callees = self.redis.register_script(_CLAIM_CALLEES)
-        self._lock_update = self.redis.register_script(_LOCK_UPDATE)
+        self._claim_callees = lua.load(self.redis, "claim_callees")
+        self._lock_update = lua.load(self.redis, "lock_update")
 
     def acquire_lock(self, campaign_id: str) -> str:
         token = secrets.token_hex(8)
@@ -176,7 +156,7 @@ class _EnqueueGuards:
         for digest, line in pairs:
             args += [digest, line]
         owners = self._claim_callees(keys=[self.store.key(campaign_id, "seen")], args=args)
-        return [int(text(owner)) for owner in owners]
+        return [int(as_text(owner)) for owner in owners]
 
 
 @dataclass
@@ -195,7 +175,8 @@ class _Batch:
     rows_read: int = 0
     invalid: int = 0
     duplicates: int = 0
-    calls: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    #: (line, instruction id, payload, backlog group) of each call to enqueue.
+    calls: list[tuple[int, str, dict[str, Any], str]] = field(default_factory=list)
     rejected: list[tuple[int, FieldError, RowOutcome]] = field(default_factory=list)
 
 
@@ -232,6 +213,10 @@ class CampaignEnqueuer:
         self.validator = RowValidator(campaign.kind, campaign.template)
         self._salt = bytes.fromhex(campaign.salt)
         self.guards = _EnqueueGuards(store)
+
+    def zone_group(self, callee: str) -> str:
+        """The backlog group of a callee: the time zones its calling window is judged in."""
+        return ANY_ZONE
 
     def _callee_hash(self, callee: str) -> str:
         return hmac.new(self._salt, callee.encode(), hashlib.sha256).hexdigest()[:32]
@@ -282,21 +267,17 @@ class CampaignEnqueuer:
         totals = [campaign.rows_read, campaign.enqueued, campaign.invalid, campaign.duplicates]
         reader = RowReader(self.path, campaign.kind, file_format=campaign.file_format)
         with contextlib.ExitStack() as stack:
-            publisher = stack.enter_context(DispatchPublisher())
             errors = stack.enter_context(contextlib.closing(_ErrorsFile(errors_path)))
             rows = reader.rows(
                 offset_bytes=campaign.checkpoint_offset, after_line=campaign.checkpoint_line
             )
             stack.callback(rows.close)
-            self._republish_unpublished(publisher)
             if errors_path.exists() or campaign.invalid or campaign.duplicates:
                 # What was committed, only: a killed run may have written more than that.
                 errors.rebuild(store.rejected_entries(cid, max_line=campaign.checkpoint_line))
             while chunk := list(itertools.islice(rows, self.batch_rows)):
                 batch = self._sort(chunk)
                 self._commit(batch, reader.position_bytes, reader.lines_read)
-                publisher.publish([iid for _, iid, _ in batch.calls])
-                store.redis.hset(store.key(cid), "published_line", reader.lines_read)
                 errors.write(batch.rejected)
                 errors.flush()
                 run.rows += batch.rows_read
@@ -317,7 +298,9 @@ class CampaignEnqueuer:
                     )
                 if not self.guards.refresh_lock(cid, token):
                     raise CampaignError(f"campaign {cid}: lost the enqueue lock; resume it")
-                if text(store.redis.hget(store.key(cid), "status") or "") == "cancelled":
+                if store.status_of(cid) is CampaignStatus.CANCELLED:
+                    # A batch committed while the cancel emptied the backlog is ended too.
+                    store.end_backlog(cid, CallState.CANCELLED, "campaign cancelled")
                     run.stopped_because = "the campaign was cancelled"
                     return
                 if should_stop():
@@ -340,21 +323,6 @@ class CampaignEnqueuer:
             rows_this_run=run.rows,
             stopped_because=run.stopped_because,
         )
-
-    def _republish_unpublished(self, publisher: DispatchPublisher) -> None:
-        """Publish the calls a killed run committed but may not have published."""
-        campaign, store = self.campaign, self.store
-        if campaign.published_line >= campaign.checkpoint_line:
-            return
-        key = store.key(campaign.campaign_id, "calls")
-        low, high = f"({campaign.published_line}", campaign.checkpoint_line
-        ids = [text(i) for i in store.redis.zrangebyscore(key, low, high)]
-        for chunk in chunks(ids, CHUNK):
-            publisher.publish(chunk)
-        store.redis.hset(
-            store.key(campaign.campaign_id), "published_line", campaign.checkpoint_line
-        )
-        logger.info("campaign %s: published %d calls again", campaign.campaign_id, len(ids))
 
     def _sort(self, chunk: list[SourceRow]) -> _Batch:
         """Validate the rows and find duplicate callees; nothing is written yet."""
@@ -395,7 +363,7 @@ class CampaignEnqueuer:
                 )
                 if not dials_duplicates:
                     continue
-            batch.calls.append((line, iid, payload))
+            batch.calls.append((line, iid, payload, self.zone_group(callee)))
         return batch
 
     def _commit(self, batch: _Batch, offset_bytes: int, last_line: int) -> None:
@@ -403,17 +371,26 @@ class CampaignEnqueuer:
         store, campaign = self.store, self.campaign
         cid = campaign.campaign_id
         pipe = store.redis.pipeline(transaction=True)
-        for line, iid, payload in batch.calls:
+        groups: set[str] = set()
+        for line, iid, payload, group in batch.calls:
             store.ledger.create(
                 iid,
                 campaign.kind,
                 payload,
                 campaign_id=cid,
-                extra={"campaign_line": str(line)},
+                extra={"campaign_line": str(line), "zone_group": group},
+                # Due from the campaign's start, in file order: the line is the fraction.
+                backlog=(store.backlog_key(cid, group), campaign.created_at_ms + line / 1000),
                 pipeline=pipe,
             )
+            groups.add(group)
         if batch.calls:
-            pipe.zadd(store.key(cid, "calls"), {iid: line for line, iid, _ in batch.calls})
+            pipe.zadd(store.key(cid, "calls"), {iid: line for line, iid, _, _ in batch.calls})
+            pipe.sadd(store.key(cid, "groups"), *groups)
+            pipe.sadd(store.keys.active_campaigns(), cid)
+            # New calls wait in the backlog: the pacer looks at once.
+            pipe.lpush(store.keys.pacer_wake(), "1")
+            pipe.ltrim(store.keys.pacer_wake(), 0, 0)
         if batch.rejected:
             members = {
                 json.dumps([line, e.field, e.rule, e.value, outcome.value]): line

@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import heapq
 import itertools
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
-from cmvoice.campaigns import CampaignStore, RowOutcome, spreadsheet_safe
-from cmvoice.ledger import as_text
+from cmvoice.campaigns.model import RowOutcome, spreadsheet_safe
+from cmvoice.campaigns.store import CampaignStore
 from cmvoice.privacy import mask_number
+from cmvoice.records import attempt_chains
 
 #: Columns of the report, in order.
 REPORT_COLUMNS = (
@@ -29,9 +29,6 @@ REPORT_COLUMNS = (
     "finished_on",
     "last_error",
 )
-#: Longest redial chain followed for one row: far above any redial policy, a guard against a
-#: cycle in corrupted data.
-MAX_CHAIN = 100
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,8 @@ class ReportRow:
 
     ``attempts`` counts the call's records: 1, plus one per redial. ``state`` is a ledger state
     (FINISHED, FAILED, CANCELLED...), or INVALID / DUPLICATE for a row that was not called, or
-    EXPIRED when the ledger record outlived its retention.
+    GONE when the ledger record outlived its retention. EXPIRED is a call not placed before
+    its deadline.
     """
 
     line: int
@@ -89,45 +87,24 @@ def write_report(
     return count
 
 
-def _chains(store: CampaignStore, ids: list[str]) -> dict[str, list[dict[str, str]]]:
-    """Each id's records, the first attempt then its redials (``next_id``), a round trip a step."""
-    chains: dict[str, list[dict[str, str]]] = {iid: [] for iid in ids}
-    pending = {iid: iid for iid in ids}  # record to read -> the id of the row's first attempt
-    while pending:
-        pipe = store.redis.pipeline(transaction=False)
-        for record_id in pending:
-            pipe.hgetall(store.ledger.key(record_id))
-        following: dict[str, str] = {}
-        for root, raw in zip(pending.values(), pipe.execute(), strict=True):
-            if not raw:
-                continue  # expired
-            fields = {as_text(k): as_text(v) for k, v in raw.items() if as_text(k) != "code"}
-            chains[root].append(fields)
-            next_id = fields.get("next_id")
-            if next_id and len(chains[root]) < MAX_CHAIN:
-                following[next_id] = root
-        pending = following
-    return chains
-
-
 def _call_rows(
     store: CampaignStore, chunk: list[tuple[str, int]], *, unmask: bool
 ) -> list[ReportRow]:
-    chains = _chains(store, [iid for iid, _ in chunk])
+    chains = attempt_chains(store.ledger, [iid for iid, _ in chunk])
     rows = []
     for iid, line in chunk:
         chain = chains[iid]
         if not chain:
-            rows.append(ReportRow(line, iid, state="EXPIRED", last_error="ledger record expired"))
+            rows.append(ReportRow(line, iid, state="GONE", last_error="ledger record expired"))
             continue
         first, last = chain[0], chain[-1]
-        callee = str(json.loads(first.get("payload") or "{}").get("callee", ""))
+        callee = str(first.payload.get("callee", ""))
         rows.append(
             ReportRow(
                 line=line,
                 instruction_id=iid,
                 callee=callee if unmask else mask_number(callee),
-                state=last.get("state", ""),
+                state=last.state.value,
                 attempts=len(chain),
                 result_code=last.get("result_code", ""),
                 result_description=last.get("result_description", ""),

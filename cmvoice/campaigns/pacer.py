@@ -1,0 +1,423 @@
+"""The pacer: moves waiting calls into the broker only as fast as the account allows.
+
+Campaign calls wait in their campaign's backlog, and interactive calls that found no slot or
+rate turn wait in the waiting room, all in Redis. One pacer at a time (the holder of a lease in
+Redis, a thread in every ``cmvoice worker``) releases them: the waiting interactive calls first,
+then the campaigns' calls, shared fairly between running campaigns and each within its own
+rate, never more than ``CMVOICE_PACER_LEAD`` seconds of the account's rate ahead of now and
+never more than the free concurrency slots. See docs/architecture.md, "Pacing", for why a
+lease-held loop and not beat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from cmvoice import lua
+from cmvoice.campaigns.model import CampaignStatus
+from cmvoice.campaigns.store import CampaignStore
+from cmvoice.config import parse_rate
+from cmvoice.ledger import CallState
+from cmvoice.publishing import DispatchPublisher, Lane, dispatch_envelope
+from cmvoice.replies import as_int, as_text
+from cmvoice.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+#: Calls released in one step at most: one Lua script moves them, so it must stay short.
+DEFAULT_MAX_BATCH = 200
+#: Seconds a pacer lease lives unless renewed: a pacer killed mid-step is replaced this fast.
+DEFAULT_LEASE_TTL_S = 5.0
+#: Longest sleep between two steps when nothing wakes the pacer (it renews its lease).
+MAX_IDLE_S = 1.0
+#: Shortest sleep between two steps: a pacer that has nothing to do now never spins.
+MIN_SLEEP_S = 0.005
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many calls a step may release: what both the rate and the slots leave free."""
+
+    rate_room: int
+    slot_room: int
+    #: Seconds until the rate leaves room for more, when the rate is what binds.
+    rate_refill_s: float
+
+    @property
+    def calls(self) -> int:
+        return max(0, min(self.rate_room, self.slot_room))
+
+    @property
+    def slot_bound(self) -> bool:
+        return self.slot_room <= 0 < self.rate_room
+
+
+def plan_budget(
+    *,
+    now_us: int,
+    tat_us: int,
+    interval_us: int,
+    lead_us: int,
+    slot_limit: int,
+    slots_in_use: int,
+    released: int,
+) -> Budget:
+    """The budget of one step. Calls released and not yet claimed will each take a rate turn
+    and a slot when a worker claims them: they count as taken already."""
+    ahead = max(tat_us - now_us, 0)
+    rate_room = (lead_us - ahead) // interval_us - released
+    # Wait until half the lead is free again: releases come in batches, not one per step.
+    refill_us = max(ahead + released * interval_us - lead_us // 2, 0)
+    slot_room = slot_limit - slots_in_use - released
+    return Budget(int(rate_room), int(slot_room), refill_us / 1_000_000)
+
+
+def share_fairly(budget: int, capacities: Sequence[int], start: int = 0) -> list[int]:
+    """Split ``budget`` calls between campaigns one by one, round robin from ``start``, none
+    given more than its capacity (what its backlog holds due now, within its own rate)."""
+    shares = [0] * len(capacities)
+    remaining = budget
+    while remaining > 0:
+        given = 0
+        for offset in range(len(capacities)):
+            index = (start + offset) % len(capacities)
+            if remaining > 0 and shares[index] < capacities[index]:
+                shares[index] += 1
+                remaining -= 1
+                given += 1
+        if not given:
+            break
+    return shares
+
+
+@dataclass
+class StepReport:
+    """What one step did, and when the next one is due."""
+
+    released_interactive: int = 0
+    released_campaign: int = 0
+    expired: int = 0
+    next_step_s: float = MAX_IDLE_S
+    slot_bound: bool = False
+    by_campaign: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _CampaignPace:
+    campaign_id: str
+    status: str
+    interval_us: int
+    tat_us: int
+    until_ms: int
+    groups: list[str]
+
+
+class PacerLease:
+    """The right to run the pacer: one holder at a time, renewed every step, lost if not."""
+
+    def __init__(self, client: redis.Redis, key: str, ttl_s: float) -> None:
+        self.client = client
+        self.key = key
+        self.ttl_ms = int(ttl_s * 1000)
+        self.token = secrets.token_hex(8)
+        self._update = lua.load(client, "lock_update")
+
+    def hold(self) -> bool:
+        """Take the lease if free, or renew it if ours; False when another pacer has it."""
+        if self._update(keys=[self.key], args=[self.token, self.ttl_ms]):
+            return True
+        return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+
+    def release(self) -> None:
+        self._update(keys=[self.key], args=[self.token, 0])
+
+
+class Pacer:
+    """Releases waiting calls as the account's rate and slots allow (see the module docstring).
+
+    Args:
+        runtime: settings, Redis and the ledger.
+        lead_s: how far ahead of now the account's rate may be taken by released calls.
+        lease: the lease that makes this the one running pacer (tests may share one).
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        lead_s: float | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        lease: PacerLease | None = None,
+    ) -> None:
+        self._lead_s = lead_s
+        self.max_batch = max_batch
+        self._given_lease = lease
+        self._turn = 0
+        self._waiter: redis.Redis | None = None
+        self.bind(runtime)
+
+    def bind(self, runtime: Runtime) -> None:
+        """Work with ``runtime`` (its settings, Redis and keys) from the next step on."""
+        if self._waiter is not None:
+            self._waiter.close()
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.redis = runtime.redis
+        self.keys = runtime.keys
+        self.store = CampaignStore(runtime)
+        self.lead_us = int((self._lead_s or self.settings.pacer_lead) * 1_000_000)
+        self.interval_us = max(1, round(self.settings.rate_limit.interval_s * 1_000_000))
+        self.lease = self._given_lease or PacerLease(
+            runtime.redis, runtime.keys.pacer_lease(), DEFAULT_LEASE_TTL_S
+        )
+        self._release = lua.load(runtime.redis, "release")
+        self._srem_if_drained = lua.load(runtime.redis, "srem_if_drained")
+        # Its own connection to wait on: a blocking pop holds it, and the runtime's may be
+        # closed by whoever replaces the runtime.
+        self._waiter = redis.Redis.from_url(
+            self.settings.effective_redis_url, socket_timeout=MAX_IDLE_S + 10
+        )
+
+    # -- one step
+    def step(self) -> StepReport:
+        """Release what may go now; returns what was done and when to look again."""
+        report = StepReport()
+        snapshot = self._snapshot()
+        now_us = snapshot["now_us"]
+        campaigns = self._campaigns(snapshot["active"], now_us // 1000, report)
+        budget = plan_budget(
+            now_us=now_us,
+            tat_us=snapshot["tat"],
+            interval_us=self.interval_us,
+            lead_us=self.lead_us,
+            slot_limit=self.settings.max_concurrent_calls,
+            slots_in_use=snapshot["slots"],
+            released=snapshot["released"],
+        )
+        calls = min(budget.calls, self.max_batch)
+        candidates: list[tuple[str, str, str, Lane, str, str]] = []
+        if calls and snapshot["waiting"]:
+            waiting = self.keys.interactive_waiting()
+            for raw in self.redis.lrange(waiting, 0, calls - 1):
+                candidates.append(("l", waiting, as_text(raw), Lane.INTERACTIVE, "", ""))
+        campaign_calls = calls - len(candidates)
+        if campaign_calls > 0 and campaigns:
+            candidates += self._campaign_candidates(campaigns, campaign_calls, now_us)
+        released = self._release_calls(candidates) if candidates else []
+        for _, _, iid, lane, campaign_id, _ in candidates:
+            if iid in released:
+                if lane is Lane.INTERACTIVE:
+                    report.released_interactive += 1
+                else:
+                    report.released_campaign += 1
+                    report.by_campaign[campaign_id] = report.by_campaign.get(campaign_id, 0) + 1
+        self._retire_drained(campaigns)
+        # Waiting for a slot (not the rate): a slot freed by a callback wakes the pacer.
+        report.slot_bound = budget.slot_room <= 0 and bool(snapshot["waiting"] or campaigns)
+        report.next_step_s = self._next_step_s(budget, campaigns, now_us, report, snapshot)
+        return report
+
+    def _snapshot(self) -> dict[str, Any]:
+        account = self.runtime.account
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.hget(self.keys.account(account), "tat")
+        pipe.zcard(self.keys.slots(account))
+        pipe.zcard(self.keys.released())
+        pipe.llen(self.keys.interactive_waiting())
+        pipe.smembers(self.keys.active_campaigns())
+        (seconds, micros), tat, slots, released, waiting, active = pipe.execute()
+        return {
+            "now_us": int(seconds) * 1_000_000 + int(micros),
+            "tat": as_int(tat),
+            "slots": int(slots),
+            "released": int(released),
+            "waiting": int(waiting),
+            "active": sorted(as_text(campaign_id) for campaign_id in active),
+        }
+
+    def _campaigns(
+        self, campaign_ids: list[str], now_ms: int, report: StepReport
+    ) -> list[_CampaignPace]:
+        """The running campaigns of the round; ends the backlog of one past its deadline."""
+        if not campaign_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for campaign_id in campaign_ids:
+            pipe.hmget(self.keys.campaign(campaign_id), "status", "rate", "tat", "until")
+            pipe.smembers(self.keys.campaign(campaign_id, "groups"))
+        results = pipe.execute()
+        paces = []
+        for index, campaign_id in enumerate(campaign_ids):
+            (status, rate, tat, until), groups = results[2 * index], results[2 * index + 1]
+            status_text = as_text(status) if status else ""
+            if status_text in ("", CampaignStatus.CANCELLED.value):
+                self.redis.srem(self.keys.active_campaigns(), campaign_id)
+                continue
+            until_ms = as_int(until)
+            if until_ms and now_ms >= until_ms:
+                report.expired += self._expire(campaign_id)
+                continue
+            if status_text != CampaignStatus.RUNNING.value:
+                continue
+            interval = 0
+            if rate:
+                interval = max(1, round(parse_rate(as_text(rate)).interval_s * 1_000_000))
+            paces.append(
+                _CampaignPace(
+                    campaign_id=campaign_id,
+                    status=status_text,
+                    interval_us=interval,
+                    tat_us=as_int(tat),
+                    until_ms=until_ms,
+                    groups=sorted(as_text(group) for group in groups),
+                )
+            )
+        return paces
+
+    def _expire(self, campaign_id: str) -> int:
+        """The campaign's deadline passed: its backlog ends EXPIRED, never placed later."""
+        expired = self.store.end_backlog(
+            campaign_id, CallState.EXPIRED, "not placed before the campaign's deadline"
+        )
+        self.redis.srem(self.keys.active_campaigns(), campaign_id)
+        if expired:
+            logger.info("campaign %s: deadline passed; %d calls expired", campaign_id, expired)
+        return expired
+
+    def _campaign_candidates(
+        self, campaigns: list[_CampaignPace], calls: int, now_us: int
+    ) -> list[tuple[str, str, str, Lane, str, str]]:
+        """Calls due now from each campaign's backlog, shared fairly within ``calls``."""
+        now_ms = now_us // 1000
+        limits = []
+        for pace in campaigns:
+            if pace.interval_us:
+                ahead = max(pace.tat_us - now_us, 0)
+                limits.append(max(0, (self.lead_us - ahead) // pace.interval_us))
+            else:
+                limits.append(calls)
+        pipe = self.redis.pipeline(transaction=False)
+        for pace, limit in zip(campaigns, limits, strict=True):
+            for group in pace.groups:
+                key = self.keys.backlog(pace.campaign_id, group)
+                pipe.zrangebyscore(key, "-inf", now_ms, start=0, num=max(1, min(limit, calls)))
+        results = iter(pipe.execute())
+        due: list[list[tuple[str, str]]] = []
+        for pace, limit in zip(campaigns, limits, strict=True):
+            ids: list[tuple[str, str]] = []
+            for group in pace.groups:
+                key = self.keys.backlog(pace.campaign_id, group)
+                ids += [(key, as_text(member)) for member in next(results)]
+            due.append(ids[:limit])
+        self._turn += 1
+        shares = share_fairly(calls, [len(ids) for ids in due], start=self._turn % len(due))
+        candidates = []
+        for pace, ids, count in zip(campaigns, due, shares, strict=True):
+            interval = str(pace.interval_us) if pace.interval_us else ""
+            for key, iid in ids[:count]:
+                candidates.append(("z", key, iid, Lane.CAMPAIGN, pace.campaign_id, interval))
+        return candidates
+
+    def _release_calls(self, candidates: list[tuple[str, str, str, Lane, str, str]]) -> list[str]:
+        """One atomic step: each call leaves where it waited and gets its message."""
+        atomic = self.settings.broker_is_ledger_redis
+        args: list[Any] = [self.keys.prefix, self.lease.token]
+        for kind, source, iid, lane, campaign_id, interval in candidates:
+            envelope = dispatch_envelope(iid, lane) if atomic else b""
+            args += [kind, source, iid, lane.queue, envelope, campaign_id, interval]
+        keys = [self.keys.pacer_lease(), self.keys.released()]
+        released = [as_text(iid) for iid in self._release(keys=keys, args=args)]
+        if released and not atomic:
+            # Another broker: published after the step. A pacer killed in between leaves the
+            # calls in `released`, which the reconciler publishes again (the claim dedupes).
+            lanes = {iid: lane for _, _, iid, lane, _, _ in candidates}
+            with DispatchPublisher() as publisher:
+                for lane in Lane:
+                    publisher.publish([iid for iid in released if lanes[iid] is lane], lane)
+        return released
+
+    def _retire_drained(self, campaigns: list[_CampaignPace]) -> None:
+        for pace in campaigns:
+            self._srem_if_drained(
+                keys=[
+                    self.keys.active_campaigns(),
+                    self.keys.campaign(pace.campaign_id, "groups"),
+                ],
+                args=[pace.campaign_id, self.keys.prefix],
+            )
+
+    def _next_step_s(
+        self,
+        budget: Budget,
+        campaigns: list[_CampaignPace],
+        now_us: int,
+        report: StepReport,
+        snapshot: dict[str, Any],
+    ) -> float:
+        """When there may be something to release: the rate refilled, a call coming due."""
+        if report.slot_bound:
+            self.redis.set(self.keys.pacer_slot_bound(), "1", px=int(MAX_IDLE_S * 2000))
+            return MAX_IDLE_S
+        waits = [MAX_IDLE_S]
+        if budget.rate_room <= 0 or budget.calls == self.max_batch:
+            waits.append(budget.rate_refill_s)
+        if campaigns:
+            now_ms = now_us // 1000
+            pipe = self.redis.pipeline(transaction=False)
+            for pace in campaigns:
+                for group in pace.groups:
+                    key = self.keys.backlog(pace.campaign_id, group)
+                    pipe.zrangebyscore(key, "-inf", "+inf", start=0, num=1, withscores=True)
+            for first in pipe.execute():
+                if first:
+                    due_ms = int(first[0][1])
+                    waits.append(max(due_ms - now_ms, 0) / 1000 if due_ms > now_ms else 0.0)
+        if report.released_campaign or report.released_interactive:
+            waits.append(budget.rate_refill_s)
+        return max(MIN_SLEEP_S, min(waits))
+
+    # -- the loop
+    def run(
+        self, stop: threading.Event, runtime_factory: Callable[[], Runtime] | None = None
+    ) -> None:
+        """Step while holding the lease, until ``stop`` is set; stand by while another holds it.
+
+        ``runtime_factory`` gives the process's current runtime (it may be replaced).
+        """
+        while not stop.is_set():
+            try:
+                current = runtime_factory() if runtime_factory else self.runtime
+                if current is not self.runtime:
+                    self.bind(current)
+                wake = self.keys.pacer_wake()
+                if not self.lease.hold():
+                    stop.wait(DEFAULT_LEASE_TTL_S / 2)
+                    continue
+                report = self.step()
+                if report.released_campaign or report.released_interactive:
+                    logger.debug("pacer: %s", report)
+                timeout = min(report.next_step_s, MAX_IDLE_S)
+                if timeout > MIN_SLEEP_S:
+                    # Woken early when a slot frees or new work arrives.
+                    assert self._waiter is not None
+                    self._waiter.blpop([wake], timeout=timeout)
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("pacer: %s; trying again", exc)
+                stop.wait(1.0)
+            except Exception:
+                # A bug must not stop every campaign for good: log it loudly and go on.
+                logger.exception("pacer: step failed; trying again in a second")
+                stop.wait(1.0)
+        with contextlib.suppress(redis.RedisError, OSError):
+            self.lease.release()
+        if self._waiter is not None:
+            self._waiter.close()

@@ -1,0 +1,89 @@
+-- Everything a dispatch checks before its POST, in one round trip (docs/architecture.md,
+-- "Dispatch"): claim the call, refuse what must not go (deadline passed, token refused,
+-- campaign paused or cancelled), take a concurrency slot and a turn of the account's rate.
+-- A call that cannot have a slot or a turn now waits in Redis (park), never in the broker.
+-- KEYS[1] record, KEYS[2] account hash (tat in µs, refused_until in ms), KEYS[3] slots.
+-- ARGV[1] prefix, ARGV[2] id, ARGV[3] retention_s, ARGV[4] claim token, ARGV[5] lease_ms,
+-- ARGV[6] rate interval (µs), ARGV[7] longest rate wait of an interactive call (µs),
+-- ARGV[8] longest rate wait of a campaign call (µs), ARGV[9] slot limit, ARGV[10] slot lease ms,
+-- ARGV[11] '1' to mark the record sent when no wait remains (else mark_sending does it).
+-- An interval or slot limit of 0 means no such limit.
+-- Returns {'go', wait_us, record...}, {'busy', state}, {'missing'}, {'wait', why}, or {'ended', state}.
+local prefix, id, retention = ARGV[1], ARGV[2], ARGV[3]
+local raw = redis.call('HGETALL', KEYS[1])
+if #raw == 0 then return {'missing'} end
+local f = {}
+for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+local t = redis.call('TIME')
+local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = math.floor(us / 1000)
+local state = f['state']
+local reclaim = state == 'DISPATCHING' and f['sent'] ~= '1' and tonumber(f['lease_until'] or '0') < now
+if not (state == 'QUEUED' or reclaim) then return {'busy', state} end
+-- A parked call goes only when the pacer releases it: a stray message for it changes nothing.
+if state == 'QUEUED' and (f['waiting'] or '') ~= '' then return {'busy', 'waiting: ' .. f['waiting']} end
+
+local function finish(new, why)
+  redis.call('HSET', KEYS[1], 'last_error', why)
+  move(prefix, KEYS[1], id, state, new, false, now, retention)
+  free_slot(prefix, KEYS[3], id)
+  redis.call('ZREM', prefix .. ':pacer:released', id)
+  return {'ended', new, why}
+end
+local function wait(why, due_ms)
+  if state ~= 'QUEUED' then move(prefix, KEYS[1], id, state, 'QUEUED', false, now, retention) end
+  free_slot(prefix, KEYS[3], id)
+  redis.call('ZREM', prefix .. ':pacer:released', id)
+  park(prefix, KEYS[1], id, why, due_ms)
+  return {'wait', why}
+end
+
+local expires = tonumber(f['expires_at'] or '')
+if expires and now >= expires then return finish('EXPIRED', 'not placed before its deadline') end
+local account = redis.call('HMGET', KEYS[2], 'tat', 'refused_until')
+if tonumber(account[2] or '0') > now then
+  return finish('FAILED', 'not sent: CM refused the product token minutes ago (fix CMVOICE_PRODUCT_TOKEN)')
+end
+local campaign = f['campaign_id']
+if campaign then
+  local status = redis.call('HGET', prefix .. ':campaign:' .. campaign, 'status')
+  if status == 'cancelled' then return finish('CANCELLED', 'campaign cancelled') end
+  if status == 'paused' then return wait('campaign paused', now) end
+end
+
+local limit = tonumber(ARGV[9])
+if limit > 0 and not redis.call('ZSCORE', KEYS[3], id) then
+  if redis.call('ZCARD', KEYS[3]) >= limit then
+    -- Slots whose lease ran out belong to calls whose end never came: take them back first.
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+    if redis.call('ZCARD', KEYS[3]) >= limit then return wait('a concurrency slot', now) end
+  end
+end
+
+local tat = math.max(tonumber(account[1] or '0'), us)
+local wait_us = tat - us
+local longest = tonumber(campaign and ARGV[8] or ARGV[7])
+if wait_us > longest then return wait('a turn of the rate limit', now + math.floor(wait_us / 1000)) end
+local interval = tonumber(ARGV[6])
+if interval > 0 then redis.call('HSET', KEYS[2], 'tat', string.format('%d', tat + interval)) end
+if limit > 0 then redis.call('ZADD', KEYS[3], now + tonumber(ARGV[10]), id) end
+
+local lease = now + math.ceil(wait_us / 1000) + tonumber(ARGV[5])
+local gate_open = true
+if interval > 0 and wait_us <= 0 then
+  -- The send gate (see mark_sending.lua): going now keeps sends an interval apart.
+  local last = tonumber(redis.call('HGET', KEYS[2], 'sent_us') or '0')
+  gate_open = us >= last + interval
+  if gate_open and ARGV[11] == '1' then redis.call('HSET', KEYS[2], 'sent_us', string.format('%d', us)) end
+end
+if wait_us > 0 or ARGV[11] ~= '1' or not gate_open then
+  redis.call('HSET', KEYS[1], 'claim', ARGV[4], 'lease_until', lease, 'sent', '0')
+else
+  -- No wait: the POST goes out now. From here a lost worker means UNKNOWN, never a resend.
+  redis.call('HSET', KEYS[1], 'claim', ARGV[4], 'lease_until', lease, 'sent', '1', 'sent_at', now)
+  redis.call('HINCRBY', KEYS[1], 'posts', 1)
+end
+redis.call('HINCRBY', KEYS[1], 'claims', 1)
+redis.call('ZREM', prefix .. ':pacer:released', id)
+move(prefix, KEYS[1], id, state, 'DISPATCHING', lease, now, retention)
+return {'go', wait_us, raw}
