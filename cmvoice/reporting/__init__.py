@@ -1,0 +1,1 @@
+"""Operator-facing reports of a campaign: the self-contained HTML campaign page."""
