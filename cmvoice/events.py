@@ -18,6 +18,7 @@ from pydantic import (
     ValidationError,
 )
 
+from cmvoice.bounded_json import JsonLimitExceeded, loads_bounded
 from cmvoice.errors import InvalidEvent
 from cmvoice.privacy import mask_number, quote_value
 
@@ -191,7 +192,10 @@ def _load_json(raw: bytes | str | dict[str, Any] | list[Any]) -> Any:
     if not isinstance(raw, bytes | bytearray | str):
         raise InvalidEvent(f"an event must be JSON text or a dict, got {type(raw).__name__}")
     try:
-        return json.loads(raw)
+        # Bounded: a body nested too deep or with a huge integer is refused, not a crash.
+        return loads_bounded(raw)
+    except JsonLimitExceeded as exc:
+        raise InvalidEvent(str(exc)) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEvent(f"malformed JSON: {exc}") from None
 

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
+from cmvoice.bounded_json import JsonLimitExceeded, loads_bounded
 from cmvoice.errors import InvalidEvent
 from cmvoice.events import CallQueued, parse_event
 from cmvoice.runtime import Runtime, get_runtime
@@ -96,7 +97,10 @@ def create_app(runtime_factory: Callable[[], Runtime] = get_runtime) -> FastAPI:
             if len(body) > MAX_BODY_BYTES:
                 return _problem(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", metrics)
         try:
-            data = json.loads(body)
+            data = loads_bounded(body)
+        except JsonLimitExceeded as exc:
+            # Too deep or too long a number: json.loads would crash on it (a 500 CM retries).
+            return _problem(400, exc.rule, f"body refused: {exc}", metrics)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return _problem(400, "malformed_json", f"body is not JSON: {exc}", metrics)
         try:

@@ -211,6 +211,51 @@ def test_generated_callbacks_never_get_a_5xx_while_the_broker_is_up(
     assert response.status_code < 500, response.text
 
 
+# --- hostile bodies: a 4xx, never a 5xx that CM would retry -----------------------------------
+
+
+def rejected_count(stack: Stack, reason: str) -> float:
+    metrics = requests.get(stack.receiver_url + "/metrics", timeout=5).text
+    line = f'cmvoice_callbacks_rejected_total{{reason="{reason}"}} '
+    return sum(
+        float(row.removeprefix(line)) for row in metrics.splitlines() if row.startswith(line)
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "message"),
+    [
+        (
+            b"[" * 3000 + b"]" * 3000,
+            "too_deep",
+            "JSON nesting: deeper than the limit of 32 levels",
+        ),
+        (
+            b'{"type": "notification-finished", "result": {"code": ' + b"9" * 5000 + b"}}",
+            "number_too_long",
+            "JSON number: 5000 characters, over the limit of 100",
+        ),
+    ],
+    ids=["nested 3,000 deep", "an integer of 5,000 digits"],
+)
+def test_a_body_json_loads_would_crash_on_gets_400_and_a_valid_callback_then_gets_204(
+    stack: Stack, placed_call: str, body: bytes, reason: str, message: str
+) -> None:
+    # Given a signed URL
+    url = signed_url(stack, placed_call)
+
+    # When a body json.loads cannot parse without an exception is posted, then a valid one
+    refused = post(url, body)
+    accepted = post(url, finished_event(placed_call))
+
+    # Then the first gets 400, saying which limit it broke, and is counted; the second is taken
+    assert refused.status_code == 400, refused.text
+    assert refused.json() == {"error": reason, "message": f"body refused: {message}"}
+    assert rejected_count(stack, reason) == 1
+    assert accepted.status_code == 204, accepted.text
+    assert results_queue_length(stack.redis_url) == 1
+
+
 # --- UNKNOWN resolution --------------------------------------------------------------------
 
 
