@@ -256,6 +256,21 @@ def test_a_body_json_loads_would_crash_on_gets_400_and_a_valid_callback_then_get
     assert results_queue_length(stack.redis_url) == 1
 
 
+def test_a_timestamp_with_no_utc_equivalent_gets_422_not_500(
+    stack: Stack, placed_call: str
+) -> None:
+    # Given a callback whose answered-on is a valid ISO time that falls before year 1 in UTC
+    body = finished_event(placed_call, **{"answered-on": "0001-01-01T00:00:00+01:00"})
+
+    # When
+    response = post(signed_url(stack, placed_call), body)
+
+    # Then it is refused for that field, and nothing is published
+    assert response.status_code == 422, response.text
+    assert "answered-on: the time is out of range once converted to UTC" in response.text
+    assert results_queue_length(stack.redis_url) == 0
+
+
 # --- UNKNOWN resolution --------------------------------------------------------------------
 
 
