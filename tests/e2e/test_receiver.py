@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -20,6 +22,7 @@ from cmvoice.ledger import CallLedger, CallState
 from cmvoice.runtime import get_runtime
 from cmvoice.signing import callback_url, sign, verify
 from cmvoice.tasks.maintenance import reconcile
+from tests.support.raw_http import raw_post
 from tests.support.stack import CALLEE, CALLER, TEST_SECRET, Stack, wait_for
 from tests.support.workers import CMVOICE, WorkerProcess, worker_env
 
@@ -269,6 +272,22 @@ def test_a_timestamp_with_no_utc_equivalent_gets_422_not_500(
     assert response.status_code == 422, response.text
     assert "answered-on: the time is out of range once converted to UTC" in response.text
     assert results_queue_length(stack.redis_url) == 0
+
+
+def test_a_client_that_leaves_mid_body_is_counted_and_crashes_nothing(
+    stack: Stack, placed_call: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a client that announces 100 bytes of body, sends 10 and ends its side
+    caplog.set_level(logging.ERROR)
+    path = urlsplit(signed_url(stack, placed_call)).path
+    raw_post(stack.receiver_url, path, (b"Content-Length: 100",), b'{"type": "', end_input=True)
+
+    # When the receiver has seen the body end early
+    wait_for(lambda: rejected_count(stack, "disconnected") == 1, timeout_s=5)
+
+    # Then no exception reached uvicorn's log, and the next callback is taken as usual
+    assert [record.getMessage() for record in caplog.records] == []
+    assert post(signed_url(stack, placed_call), finished_event(placed_call)).status_code == 204
 
 
 # --- UNKNOWN resolution --------------------------------------------------------------------
