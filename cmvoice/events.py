@@ -8,6 +8,7 @@ from enum import IntEnum
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -18,6 +19,7 @@ from pydantic import (
     ValidationError,
 )
 
+from cmvoice.bounded_json import JsonLimitExceeded, loads_bounded
 from cmvoice.errors import InvalidEvent
 from cmvoice.privacy import mask_number, quote_value
 
@@ -46,9 +48,20 @@ def format_timestamp(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _representable_in_utc(value: datetime) -> datetime:
+    # format_timestamp writes UTC, and near datetime's ends a time may have no UTC equivalent
+    # (0001-01-01T00:00:00+01:00): refuse it here, not crash when the event is sent on.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range once converted to UTC") from None
+    return value
+
+
 Timestamp: TypeAlias = Annotated[
     AwareDatetime,
     BeforeValidator(_assume_utc),
+    AfterValidator(_representable_in_utc),
     PlainSerializer(format_timestamp, return_type=str, when_used="json"),
 ]
 
@@ -191,7 +204,10 @@ def _load_json(raw: bytes | str | dict[str, Any] | list[Any]) -> Any:
     if not isinstance(raw, bytes | bytearray | str):
         raise InvalidEvent(f"an event must be JSON text or a dict, got {type(raw).__name__}")
     try:
-        return json.loads(raw)
+        # Bounded: a body nested too deep or with a huge integer is refused, not a crash.
+        return loads_bounded(raw)
+    except JsonLimitExceeded as exc:
+        raise InvalidEvent(str(exc)) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEvent(f"malformed JSON: {exc}") from None
 

@@ -19,8 +19,10 @@ from kombu.exceptions import OperationalError
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from cmvoice import lua
+from cmvoice.bounded_json import JsonLimitExceeded, loads_bounded
 from cmvoice.errors import InvalidEvent
 from cmvoice.events import CallQueued, parse_event
 from cmvoice.publishing import envelope
@@ -94,12 +96,20 @@ def create_app(runtime_factory: Callable[[], Runtime] = get_runtime) -> FastAPI:
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             return _problem(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", metrics)
         body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                return _problem(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", metrics)
         try:
-            data = json.loads(body)
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    return _problem(413, "too_large", f"body over {MAX_BODY_BYTES} bytes", metrics)
+        except ClientDisconnect:
+            # Gone before the whole body came: nobody reads this answer, but uncaught it is
+            # an "Exception in ASGI application" traceback in the log for every such client.
+            return _problem(400, "disconnected", "the client left before the body ended", metrics)
+        try:
+            data = loads_bounded(body)
+        except JsonLimitExceeded as exc:
+            # Too deep or too long a number: json.loads would crash on it (a 500 CM retries).
+            return _problem(400, exc.rule, f"body refused: {exc}", metrics)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return _problem(400, "malformed_json", f"body is not JSON: {exc}", metrics)
         try:

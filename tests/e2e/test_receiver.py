@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -20,6 +22,7 @@ from cmvoice.ledger import CallLedger, CallState
 from cmvoice.runtime import get_runtime
 from cmvoice.signing import callback_url, sign, verify
 from cmvoice.tasks.maintenance import reconcile
+from tests.support.raw_http import raw_post
 from tests.support.stack import CALLEE, CALLER, TEST_SECRET, Stack, wait_for
 from tests.support.workers import CMVOICE, WorkerProcess, worker_env
 
@@ -209,6 +212,82 @@ def test_generated_callbacks_never_get_a_5xx_while_the_broker_is_up(
     response = post(url, body)
 
     assert response.status_code < 500, response.text
+
+
+# --- hostile bodies: a 4xx, never a 5xx that CM would retry -----------------------------------
+
+
+def rejected_count(stack: Stack, reason: str) -> float:
+    metrics = requests.get(stack.receiver_url + "/metrics", timeout=5).text
+    line = f'cmvoice_callbacks_rejected_total{{reason="{reason}"}} '
+    return sum(
+        float(row.removeprefix(line)) for row in metrics.splitlines() if row.startswith(line)
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "message"),
+    [
+        (
+            b"[" * 3000 + b"]" * 3000,
+            "too_deep",
+            "JSON nesting: deeper than the limit of 32 levels",
+        ),
+        (
+            b'{"type": "notification-finished", "result": {"code": ' + b"9" * 5000 + b"}}",
+            "number_too_long",
+            "JSON number: 5000 characters, over the limit of 100",
+        ),
+    ],
+    ids=["nested 3,000 deep", "an integer of 5,000 digits"],
+)
+def test_a_body_json_loads_would_crash_on_gets_400_and_a_valid_callback_then_gets_204(
+    stack: Stack, placed_call: str, body: bytes, reason: str, message: str
+) -> None:
+    # Given a signed URL
+    url = signed_url(stack, placed_call)
+
+    # When a body json.loads cannot parse without an exception is posted, then a valid one
+    refused = post(url, body)
+    accepted = post(url, finished_event(placed_call))
+
+    # Then the first gets 400, saying which limit it broke, and is counted; the second is taken
+    assert refused.status_code == 400, refused.text
+    assert refused.json() == {"error": reason, "message": f"body refused: {message}"}
+    assert rejected_count(stack, reason) == 1
+    assert accepted.status_code == 204, accepted.text
+    assert results_queue_length(stack.redis_url) == 1
+
+
+def test_a_timestamp_with_no_utc_equivalent_gets_422_not_500(
+    stack: Stack, placed_call: str
+) -> None:
+    # Given a callback whose answered-on is a valid ISO time that falls before year 1 in UTC
+    body = finished_event(placed_call, **{"answered-on": "0001-01-01T00:00:00+01:00"})
+
+    # When
+    response = post(signed_url(stack, placed_call), body)
+
+    # Then it is refused for that field, and nothing is published
+    assert response.status_code == 422, response.text
+    assert "answered-on: the time is out of range once converted to UTC" in response.text
+    assert results_queue_length(stack.redis_url) == 0
+
+
+def test_a_client_that_leaves_mid_body_is_counted_and_crashes_nothing(
+    stack: Stack, placed_call: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a client that announces 100 bytes of body, sends 10 and ends its side
+    caplog.set_level(logging.ERROR)
+    path = urlsplit(signed_url(stack, placed_call)).path
+    raw_post(stack.receiver_url, path, (b"Content-Length: 100",), b'{"type": "', end_input=True)
+
+    # When the receiver has seen the body end early
+    wait_for(lambda: rejected_count(stack, "disconnected") == 1, timeout_s=5)
+
+    # Then no exception reached uvicorn's log, and the next callback is taken as usual
+    assert [record.getMessage() for record in caplog.records] == []
+    assert post(signed_url(stack, placed_call), finished_event(placed_call)).status_code == 204
 
 
 # --- UNKNOWN resolution --------------------------------------------------------------------

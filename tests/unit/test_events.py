@@ -255,6 +255,16 @@ def test_a_call_id_in_capitals_is_read_in_lowercase() -> None:
         (callback({"finished-on": ...}), "finished-on: Field required"),
         (callback({"started-on": "yesterday"}), "started-on:"),
         (callback({"call-id": "42"}), "call-id:"),
+        (b"[" * 3000 + b"]" * 3000, "JSON nesting: deeper than the limit of 32 levels"),
+        (b'{"type": ' + b"9" * 5000 + b"}", "JSON number: 5000 characters, over the limit"),
+        (
+            callback({"started-on": "0001-01-01T00:00:00+01:00"}),
+            "started-on: the time is out of range once converted to UTC",
+        ),
+        (
+            callback({"finished-on": "9999-12-31T23:59:59-00:01"}),
+            "finished-on: the time is out of range once converted to UTC",
+        ),
     ],
     ids=[
         "unknown type",
@@ -269,6 +279,10 @@ def test_a_call_id_in_capitals_is_read_in_lowercase() -> None:
         "missing field",
         "bad timestamp",
         "bad call-id",
+        "nested 3,000 deep",
+        "integer of 5,000 digits",
+        "timestamp before year 1 in UTC",
+        "timestamp after year 9999 in UTC",
     ],
 )
 def test_a_body_that_is_not_a_known_event_raises_invalid_event_with_a_clear_message(
@@ -353,8 +367,10 @@ def test_call_queued_is_also_an_event_type() -> None:
         ("[]", "empty array"),
         ('{"type": "call-queued"}', "call-id"),
         ("<html>502 Bad Gateway</html>", "malformed JSON"),
+        ("[" * 3000, "JSON nesting: deeper than the limit"),
+        ('{"type": "call-queued", "success": ' + "1" * 5000 + "}", "JSON number: 5000"),
     ],
-    ids=["empty array", "no call-id", "not JSON"],
+    ids=["empty array", "no call-id", "not JSON", "nested 3,000 deep", "5,000 digits"],
 )
 def test_an_unreadable_call_queued_answer_raises_invalid_event(raw: str, message: str) -> None:
     # Given / When
