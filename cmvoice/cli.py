@@ -16,6 +16,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from cmvoice.config import DEFAULT_RECEIVER_PORT, Settings, get_settings
+from cmvoice.dev import (
+    DEFAULT_DEMO_TIMEOUT_S,
+    DEFAULT_FLOWER_PORT,
+    DEMO_TIME_SCALE,
+    DevOptions,
+    run_dev,
+)
 from cmvoice.embedded_redis import EmbeddedRedis, is_answering
 from cmvoice.errors import CmVoiceError, InvalidInstruction
 from cmvoice.instructions import MODELS, infer_kind, parse_instruction
@@ -23,6 +30,7 @@ from cmvoice.privacy import redact_url
 from cmvoice.producer import enqueue
 from cmvoice.records import attempt_chain, describe_record
 from cmvoice.runtime import get_runtime
+from cmvoice.simulator.config import DEFAULT_PORT as DEFAULT_SIMULATOR_PORT
 from cmvoice.worker import ALL_QUEUES
 from cmvoice.worker import app as celery_app
 
@@ -360,8 +368,10 @@ def dev(
     receiver_port: Annotated[
         int, typer.Option(help="Port of the callback receiver.")
     ] = DEFAULT_RECEIVER_PORT,
-    simulator_port: Annotated[int, typer.Option(help="Port of the CM simulator.")] = 8091,
-    flower_port: Annotated[int, typer.Option(help="Port of Flower.")] = 5555,
+    simulator_port: Annotated[
+        int, typer.Option(help="Port of the CM simulator.")
+    ] = DEFAULT_SIMULATOR_PORT,
+    flower_port: Annotated[int, typer.Option(help="Port of Flower.")] = DEFAULT_FLOWER_PORT,
     data_dir: Annotated[
         Path | None,
         typer.Option(help="Data of the embedded Redis and beat (default: CMVOICE_DATA_DIR)."),
@@ -372,11 +382,9 @@ def dev(
     ] = None,
     demo_timeout: Annotated[
         float, typer.Option(help="Seconds the demo waits for the outcomes.")
-    ] = 60.0,
+    ] = DEFAULT_DEMO_TIMEOUT_S,
 ) -> None:
     """Run everything on this machine: Redis, the simulator, the receiver, a worker, Flower."""
-    from cmvoice.devstack import DEMO_TIME_SCALE, DevOptions, run_dev
-
     settings = get_settings()
     options = DevOptions(
         receiver_port=receiver_port,

@@ -22,7 +22,7 @@ from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.worker import app
 
 #: The result task the demo adds to CMVOICE_RESULT_TASKS; the worker imports this module for it.
-RECORD_OUTCOME_TASK = "cmvoice.demo.record_outcome"
+RECORD_OUTCOME_TASK = "cmvoice.dev.demo.record_outcome"
 #: Redis list where that task keeps the outcomes it receives.
 OUTCOMES_KEY = "cmvoice:demo:outcomes"
 #: Seconds the recorded outcomes are kept: long enough for any demo, then Redis forgets them.
