@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 from rich.console import Console
 
 from cmvoice.config import Settings
+from cmvoice.dev import lifeline
 from cmvoice.dev.console import DevConsole, summary_rows
 from cmvoice.dev.health import DevStackError, check_ports, port_in_use, readiness_checks
 from cmvoice.dev.plan import ChildSpec, DevOptions, DevPlan
@@ -65,7 +66,8 @@ class DevStack:
     """Starts every part, streams their logs, watches them, and stops them all.
 
     Usage: ``DevStack(settings, options, console).run(body)``; ``run`` always stops what it
-    started, whatever happens (Ctrl-C, SIGTERM, a part that dies, an exception).
+    started, whatever happens (Ctrl-C, SIGTERM, a part that dies, an exception). Children die
+    with this process even when it is killed (``cmvoice.dev.lifeline``).
     """
 
     def __init__(self, settings: Settings, options: DevOptions, console: Console) -> None:
@@ -150,16 +152,21 @@ class DevStack:
             port=port,
             data_dir=self.plan.data_dir / "redis",
             persistent=True,
+            in_child=lifeline.die_with(os.getpid(), lifeline.REDIS_DEATH_SIGNAL),
         )
         self.say(f"starting an embedded Redis on {self.redis.url} (data in {self.redis.data_dir})")
         self.redis.start()
 
     def start_children(self, specs: list[ChildSpec]) -> None:
+        # PR_SET_PDEATHSIG follows the thread that forks: the main thread lives as long as we do.
+        assert threading.current_thread() is threading.main_thread(), "fork from the main thread"
         assert self.runtime is not None
         env = self.plan.shared_env(self.runtime.callback_secret)
+        dev_pid = os.getpid()
         for spec in specs:
-            # The same interpreter as ours: the children see the same installed cmvoice.
-            argv = [sys.executable, "-m", spec.module, *spec.args]
+            # The same interpreter as ours (the children see the same installed cmvoice), run
+            # through the launcher that ties the part's life to ours.
+            argv = [sys.executable, "-m", lifeline.LAUNCHER, str(dev_pid), spec.module, *spec.args]
             process = subprocess.Popen(
                 argv,
                 env={**env, **spec.env},
@@ -170,6 +177,7 @@ class DevStack:
                 # stop the parts in order; and killing the group takes the part's own children
                 # (the worker's beat) with it.
                 start_new_session=True,
+                preexec_fn=lifeline.die_with(dev_pid, lifeline.PART_DEATH_SIGNAL),
             )
             assert process.stdout is not None
             reader = threading.Thread(

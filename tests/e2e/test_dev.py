@@ -29,6 +29,8 @@ COMMAND = str(Path(sys.executable).with_name("cmvoice"))
 #: included (they inherit it): how the test finds anything left behind.
 MARKER = "CMVOICE_DEV_TEST_MARKER_ID"
 DEMO_CALLEES = ("+31612345601", "+31612345602", "+31612345603", "+31612345609")
+#: Seconds the children of a killed ``cmvoice dev`` may take to go (they take milliseconds).
+ORPHAN_DEADLINE_S = 5.0
 
 
 @dataclass
@@ -52,11 +54,16 @@ class DevRun:
         ]  # fmt: skip
 
     def leftovers(self) -> list[psutil.Process]:
-        """Every live process carrying this run's marker (started by the run, or its children)."""
+        """Every live process carrying this run's marker (started by the run, or its children),
+        or working in its directory: Redis overwrites its environment with its process title,
+        so the marker cannot be read from it."""
         found = []
         for process in psutil.process_iter():
             try:
-                if process.environ().get(MARKER) == self.marker and process.status() != "zombie":
+                if process.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                marked = process.environ().get(MARKER) == self.marker
+                if marked or Path(process.cwd()).is_relative_to(self.cwd):
                     found.append(process)
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
@@ -117,6 +124,42 @@ class Output:
 
     def join(self) -> None:
         self._thread.join(timeout=10)
+
+
+def start_dev(dev_run: DevRun, *extra: str) -> tuple[subprocess.Popen[str], Output]:
+    """Start ``cmvoice dev`` and wait until it says it is up; fail with its log if it exits."""
+    process = subprocess.Popen(
+        dev_run.argv(*extra),
+        cwd=dev_run.cwd,
+        env=dev_run.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = Output(process)
+    wait_for(lambda: "cmvoice dev is up" in output.text or process.poll() is not None, 60)
+    assert process.poll() is None, output.text[-4000:]
+    return process, output
+
+
+def stop_dev(process: subprocess.Popen[str], output: Output) -> int:
+    """Ctrl-C, as a user stops it; its exit code."""
+    process.send_signal(signal.SIGINT)
+    code = process.wait(timeout=45)
+    output.join()
+    print(output.text)  # shown by pytest only when the test fails
+    return code
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    found = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def demo_rows(output: str) -> dict[str, list[str]]:
@@ -269,3 +312,31 @@ def test_dev_refuses_a_port_in_use_naming_the_option_that_moves_it(dev_run: DevR
     assert f"port {dev_run.ports['flower']} is already in use" in message
     assert "--flower-port" in message
     assert dev_run.leftovers() == []
+
+
+def test_dev_killed_with_sigkill_leaves_no_process_and_no_port_so_the_next_dev_starts(
+    dev_run: DevRun,
+) -> None:
+    # Given `cmvoice dev` up, with every process it started (Redis, the simulator, the
+    # receiver, the worker and its beat, Flower)
+    process, output = start_dev(dev_run)
+    started = psutil.Process(process.pid).children(recursive=True)
+    assert len(alive(started)) >= 6, [" ".join(child.cmdline()[:4]) for child in started]
+
+    # When it is killed with SIGKILL: no chance to stop anything itself
+    killed_at = time.monotonic()
+    process.kill()
+    process.wait()
+    output.join()
+
+    # Then, within seconds, none of its processes is left and every port is free again
+    wait_for(lambda: not alive(started) and not dev_run.busy_ports(), ORPHAN_DEADLINE_S, 0.05)
+    took = time.monotonic() - killed_at
+    print(f"{len(started)} processes gone and ports free {took:.2f} s after the SIGKILL")
+    assert dev_run.leftovers() == []
+
+    # And a second `cmvoice dev` on the same ports and data starts, and stops cleanly
+    second, second_output = start_dev(dev_run)
+    assert stop_dev(second, second_output) == 0, second_output.text[-4000:]
+    assert dev_run.leftovers() == []
+    assert dev_run.busy_ports() == []
