@@ -383,6 +383,13 @@ def dev(
     demo_timeout: Annotated[
         float, typer.Option(help="Seconds the demo waits for the outcomes.")
     ] = DEFAULT_DEMO_TIMEOUT_S,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A module the worker imports (repeatable): your result tasks "
+            "(CMVOICE_RESULT_TASKS) then run here, and the worker consumes their queue.",
+        ),
+    ] = None,
 ) -> None:
     """Run everything on this machine: Redis, the simulator, the receiver, a worker, Flower."""
     settings = get_settings()
@@ -394,6 +401,7 @@ def dev(
         time_scale=time_scale if time_scale is not None else (DEMO_TIME_SCALE if demo else 1.0),
         demo=demo,
         demo_timeout_s=demo_timeout,
+        includes=tuple(include or ()),
     )
     raise typer.Exit(run_dev(settings, options, console))
 

@@ -71,7 +71,10 @@ def summary_rows(plan: DevPlan, redis_data_dir: str | None) -> list[tuple[str, s
     callbacks = f"{plan.callback_base_url}/callbacks/cm/..."
     rows.append(("receiver", f"{plan.receiver_url}  (CM posts to {callbacks})"))
     reconcile = f"reconciler every {settings.reconcile_interval:g} s"
-    rows.append(("worker", f"{plan.worker_name}  (all queues; {reconcile})"))
+    work = f"queues {', '.join(plan.worker_queues)}; {reconcile}"
+    if plan.worker_includes:
+        work += f"; imports {', '.join(plan.worker_includes)}"
+    rows.append(("worker", f"{plan.worker_name}  ({work})"))
     if plan.flower_password_generated:
         password = f"password {plan.flower_password} (generated; set CMVOICE_FLOWER_PASSWORD)"
     else:

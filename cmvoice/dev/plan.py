@@ -45,6 +45,8 @@ class DevOptions:
     demo_timeout_s: float = DEFAULT_DEMO_TIMEOUT_S
     startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S
     stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S
+    #: Modules the worker imports (``--include``): an application's result tasks.
+    includes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,16 +119,32 @@ class DevPlan:
 
     @property
     def worker_includes(self) -> list[str]:
-        """Modules the worker imports: the demo's result task."""
-        return [_demo_module()] if self.options.demo else []
+        """Modules the worker imports: the user's (``--include``), and the demo's result task."""
+        includes = list(self.options.includes)
+        if self.options.demo:
+            includes.append(_demo_module())
+        return includes
 
     @property
     def worker_queues(self) -> list[str]:
-        """Every queue of cmvoice, and the result queue."""
+        """cmvoice's queues; the result queue only when the worker can run the result tasks.
+
+        The result tasks are the application's: without its module (``--include``), this worker
+        would take their messages and drop them as "unregistered task". Left in their queue,
+        they wait for a worker that has the module.
+        """
         queues = list(ALL_QUEUES)
-        if self.settings.result_queue not in queues:
-            queues.append(self.settings.result_queue)
+        result_queue = self.settings.result_queue
+        if self.worker_includes and result_queue not in queues:
+            queues.append(result_queue)
         return queues
+
+    @property
+    def stranded_result_tasks(self) -> list[str]:
+        """Result tasks whose messages no worker of dev consumes (none when all of them run)."""
+        if self.settings.result_queue in self.worker_queues:
+            return []
+        return list(self.settings.result_tasks)
 
     # -- the children
 

@@ -263,6 +263,7 @@ class DevStack:
                 took = time.monotonic() - self.started_at
                 self.say(f"cmvoice dev is up ({took:.1f} s)", "bold green")
                 self.out.table(summary_rows(self.plan, self._redis_data_dir()))
+                self.warn_stranded_result_tasks()
                 if body is not None:
                     return body()
                 self.say("Ctrl-C stops everything. Send a call from another terminal:")
@@ -281,6 +282,16 @@ class DevStack:
 
     def _redis_data_dir(self) -> str | None:
         return None if self.redis is None else str(self.redis.data_dir)
+
+    def warn_stranded_result_tasks(self) -> None:
+        stranded = self.plan.stranded_result_tasks
+        if stranded:
+            self.say(
+                f"CMVOICE_RESULT_TASKS names {', '.join(stranded)}, but this worker does not "
+                f"import their module: their messages wait in {self.settings.result_queue}. "
+                "Pass --include MODULE to run them here.",
+                style="yellow",
+            )
 
     def demo(self) -> DemoReport:
         """Send the demo calls and wait for their outcomes (the body of ``--demo``)."""

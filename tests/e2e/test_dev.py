@@ -13,18 +13,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psutil
 import pytest
 import requests
 
 from cmvoice.embedded_redis import free_port
+from tests.support.outcomes_to_file import OUTCOMES_FILE_ENV, RESULT_TASK, read_outcomes
 from tests.support.stack import CALLEE, CALLER, wait_for
 
 pytestmark = pytest.mark.slow
 
 COMMAND = str(Path(sys.executable).with_name("cmvoice"))
+ROOT = Path(__file__).resolve().parents[2]
 #: Environment variable that marks every process a test starts, children and grandchildren
 #: included (they inherit it): how the test finds anything left behind.
 MARKER = "CMVOICE_DEV_TEST_MARKER_ID"
@@ -149,6 +151,18 @@ def stop_dev(process: subprocess.Popen[str], output: Output) -> int:
     output.join()
     print(output.text)  # shown by pytest only when the test fails
     return code
+
+
+def send_call(dev_run: DevRun, callee: str = CALLEE) -> str:
+    """``cmvoice send notification`` from another process, as a user would; the instruction id."""
+    sent = subprocess.run(
+        [COMMAND, "send", "notification", "--callee", callee, "--caller", CALLER,
+         "--prompt", "Your parcel arrives today."],
+        cwd=dev_run.cwd, env=dev_run.env, capture_output=True, text=True, timeout=30,
+        check=False,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    return sent.stdout.strip()
 
 
 def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
@@ -340,3 +354,45 @@ def test_dev_killed_with_sigkill_leaves_no_process_and_no_port_so_the_next_dev_s
     assert stop_dev(second, second_output) == 0, second_output.text[-4000:]
     assert dev_run.leftovers() == []
     assert dev_run.busy_ports() == []
+
+
+def test_dev_include_runs_the_applications_result_task_in_its_worker(dev_run: DevRun) -> None:
+    # Given a result task in a module of the application, with a queue of its own
+    outcomes_file = dev_run.cwd / "outcomes.jsonl"
+    dev_run.env.update(
+        {
+            "CMVOICE_RESULT_TASKS": RESULT_TASK,
+            "CMVOICE_RESULT_QUEUE": "cmvoice.outcomes",
+            OUTCOMES_FILE_ENV: str(outcomes_file),
+            # The worker imports tests.support.outcomes_to_file from the repository.
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+
+    # When `cmvoice dev --include` runs with that module, and a call is sent to it
+    process, output = start_dev(
+        dev_run, "--include", "tests.support.outcomes_to_file", "--time-scale", "0.05"
+    )
+    try:
+        instruction_id = send_call(dev_run)
+
+        # Then the call's final outcome reaches the application's task
+        def final_outcome() -> dict[str, Any] | None:
+            return next(
+                (
+                    outcome
+                    for outcome in read_outcomes(outcomes_file)
+                    if outcome["root_instruction_id"] == instruction_id and outcome["final"]
+                ),
+                None,
+            )
+
+        outcome = wait_for(final_outcome, 30)
+        assert outcome["result_code"] == 10
+    finally:
+        code = stop_dev(process, output)
+
+    # And the worker knew the task (no message dropped as unregistered), and all stopped
+    assert "unregistered task" not in output.text
+    assert code == 0, output.text[-4000:]
+    assert dev_run.leftovers() == []
