@@ -29,6 +29,10 @@ DEMO_REDIAL_DELAY = "2s"
 DEMO_REDIAL_MAX_ATTEMPTS = 2
 #: Worker threads: plenty for a laptop, few enough for a 2-core machine.
 DEV_WORKER_CONCURRENCY = 8
+#: Columns of Flower's Tasks page (its ``tasks_columns`` option), in this order. Flower's
+#: default hides args and result; ours carry ids and what a dispatch did ("placed", "retry in
+#: 2.0s", "failed"), never personal data, so they are the most useful columns to show.
+FLOWER_TASK_COLUMNS = "name,uuid,state,args,result,received,started,runtime,worker"
 
 
 @dataclass(frozen=True)
@@ -196,7 +200,7 @@ class DevPlan:
             worker += ["--include", module]
         children.append(ChildSpec("worker", "cmvoice", worker, "green"))
         flower = ["-A", "cmvoice.worker", "flower", f"--port={options.flower_port}"]
-        flower += [f"--address={HOST}"]
+        flower += [f"--address={HOST}", f"--tasks_columns={FLOWER_TASK_COLUMNS}"]
         children.append(
             ChildSpec(
                 "flower",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -31,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 #: included (they inherit it): how the test finds anything left behind.
 MARKER = "CMVOICE_DEV_TEST_MARKER_ID"
 DEMO_CALLEES = ("+31612345601", "+31612345602", "+31612345603", "+31612345609")
+#: The columns Flower's Tasks page must show: what a user needs to follow a call.
+FLOWER_COLUMNS = ["name", "uuid", "state", "args", "result", "received", "started", "runtime",
+                  "worker"]  # fmt: skip
 #: Seconds the children of a killed ``cmvoice dev`` may take to go (they take milliseconds).
 ORPHAN_DEADLINE_S = 5.0
 
@@ -290,6 +294,42 @@ def test_flower_from_dev_needs_basic_auth_and_lists_dispatch_tasks_by_id_only(
         everything = requests.get(f"{flower}/api/tasks", auth=("ops", password), timeout=5).text
         for number in (CALLEE, CALLER):
             assert number[3:] not in everything
+
+        # And its Tasks page has the columns that follow a call, args and result included
+        page = requests.get(f"{flower}/tasks", auth=("ops", password), timeout=5)
+        assert re.findall(r'<th data-column="(\w+)"', page.text) == FLOWER_COLUMNS
+
+        # And the rows behind that page (JavaScript renders them from /tasks/datatable) carry
+        # them; its search box finds the dispatch of one call by task name and instruction id
+        def dispatch_row() -> dict[str, Any] | None:
+            search = f"name:cmvoice.dispatch args:{instruction_id}"
+            answer = requests.get(
+                f"{flower}/tasks/datatable",
+                params={"draw": "1", "start": "0", "length": "10", "search[value]": search,
+                        "order[0][column]": "0", "columns[0][data]": "received",
+                        "order[0][dir]": "desc"},
+                auth=("ops", password), timeout=5,
+            )  # fmt: skip
+            rows: list[dict[str, Any]] = answer.json()["data"]
+            return next((row for row in rows if row["state"] == "SUCCESS"), None)
+
+        row = wait_for(dispatch_row, 30)
+        assert row["uuid"] == task["uuid"]
+        assert row["args"] == repr([instruction_id])
+        assert row["result"] == repr("placed")
+        assert row["worker"].startswith("cmvoice-dev-")
+        for column in ("received", "started", "runtime"):
+            assert isinstance(row[column], float), (column, row[column])
+
+        # And the API's filters tell succeeded dispatches from failed tasks
+        def tasks(**filters: str) -> dict[str, Any]:
+            answer = requests.get(
+                f"{flower}/api/tasks", params=filters, auth=("ops", password), timeout=5
+            )
+            return dict(answer.json())
+
+        assert task["uuid"] in tasks(taskname="cmvoice.dispatch", state="SUCCESS")
+        assert task["uuid"] not in tasks(state="FAILURE")
     finally:
         # When Ctrl-C arrives
         process.send_signal(signal.SIGINT)
