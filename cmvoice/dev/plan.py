@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cmvoice.config import DEFAULT_RECEIVER_PORT, Settings
 from cmvoice.simulator.config import DEFAULT_PORT as DEFAULT_SIMULATOR_PORT
+from cmvoice.simulator.config import DEFAULT_PREFIX as SIMULATOR_API_PREFIX
 from cmvoice.worker import ALL_QUEUES
 
 #: Where Flower listens unless ``--flower-port`` moves it (Flower's own default as well).
@@ -100,7 +101,9 @@ class DevPlan:
 
     @property
     def api_url(self) -> str:
-        return f"{self.simulator_url}/voiceapi/v2" if self.uses_simulator else self.settings.api_url
+        if self.uses_simulator:
+            return f"{self.simulator_url}{SIMULATOR_API_PREFIX}"
+        return self.settings.api_url
 
     @property
     def callback_base_url(self) -> str:
