@@ -16,6 +16,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from cmvoice.config import DEFAULT_RECEIVER_PORT, Settings, get_settings
+from cmvoice.dev import (
+    DEFAULT_DEMO_TIMEOUT_S,
+    DEFAULT_FLOWER_PORT,
+    DEMO_TIME_SCALE,
+    DevOptions,
+    run_dev,
+)
 from cmvoice.embedded_redis import EmbeddedRedis, is_answering
 from cmvoice.errors import CmVoiceError, InvalidInstruction
 from cmvoice.instructions import MODELS, infer_kind, parse_instruction
@@ -23,6 +30,7 @@ from cmvoice.privacy import redact_url
 from cmvoice.producer import enqueue
 from cmvoice.records import attempt_chain, describe_record
 from cmvoice.runtime import get_runtime
+from cmvoice.simulator.config import DEFAULT_PORT as DEFAULT_SIMULATOR_PORT
 from cmvoice.worker import ALL_QUEUES
 from cmvoice.worker import app as celery_app
 
@@ -381,8 +389,10 @@ def dev(
     receiver_port: Annotated[
         int, typer.Option(help="Port of the callback receiver.")
     ] = DEFAULT_RECEIVER_PORT,
-    simulator_port: Annotated[int, typer.Option(help="Port of the CM simulator.")] = 8091,
-    flower_port: Annotated[int, typer.Option(help="Port of Flower.")] = 5555,
+    simulator_port: Annotated[
+        int, typer.Option(help="Port of the CM simulator.")
+    ] = DEFAULT_SIMULATOR_PORT,
+    flower_port: Annotated[int, typer.Option(help="Port of Flower.")] = DEFAULT_FLOWER_PORT,
     data_dir: Annotated[
         Path | None,
         typer.Option(help="Data of the embedded Redis and beat (default: CMVOICE_DATA_DIR)."),
@@ -393,11 +403,16 @@ def dev(
     ] = None,
     demo_timeout: Annotated[
         float, typer.Option(help="Seconds the demo waits for the outcomes.")
-    ] = 60.0,
+    ] = DEFAULT_DEMO_TIMEOUT_S,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A module the worker imports (repeatable): your result tasks "
+            "(CMVOICE_RESULT_TASKS) then run here, and the worker consumes their queue.",
+        ),
+    ] = None,
 ) -> None:
     """Run everything on this machine: Redis, the simulator, the receiver, a worker, Flower."""
-    from cmvoice.devstack import DEMO_TIME_SCALE, DevOptions, run_dev
-
     settings = get_settings()
     options = DevOptions(
         receiver_port=receiver_port,
@@ -407,6 +422,7 @@ def dev(
         time_scale=time_scale if time_scale is not None else (DEMO_TIME_SCALE if demo else 1.0),
         demo=demo,
         demo_timeout_s=demo_timeout,
+        includes=tuple(include or ()),
     )
     raise typer.Exit(run_dev(settings, options, console))
 

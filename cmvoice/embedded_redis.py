@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -63,7 +64,8 @@ class EmbeddedRedis:
     """Start a redis-server on ``port`` with its data in ``data_dir``; stop it on ``stop()``.
 
     Persistence is on (append-only file) unless ``persistent=False``, so a restart keeps the
-    queue and the ledger: that is what lets it survive being killed.
+    queue and the ledger: that is what lets it survive being killed. ``in_child`` runs in the
+    child between fork and exec (``cmvoice dev`` makes Redis die with it).
     """
 
     def __init__(
@@ -74,12 +76,14 @@ class EmbeddedRedis:
         host: str = "127.0.0.1",
         persistent: bool = True,
         binary: str | None = None,
+        in_child: Callable[[], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.data_dir = Path(data_dir)
         self.persistent = persistent
         self.binary = binary
+        self.in_child = in_child
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -112,6 +116,7 @@ class EmbeddedRedis:
             # A session of its own: a Ctrl-C in the terminal reaches only the process that
             # started it, which stops Redis last, after the parts that still use it.
             start_new_session=True,
+            preexec_fn=self.in_child,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

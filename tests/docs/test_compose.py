@@ -19,6 +19,7 @@ from celery.bin.celery import celery as celery_command
 
 from cmvoice.cli import app as cmvoice_app
 from cmvoice.config import Settings
+from cmvoice.dev.plan import FLOWER_TASK_COLUMNS
 from cmvoice.worker import app as celery_app
 from tests.support.settings_doc import variables
 
@@ -90,6 +91,14 @@ def test_flower_runs_with_basic_auth_from_the_configuration() -> None:
     auth = flower["environment"]["FLOWER_BASIC_AUTH"]
     assert "CMVOICE_FLOWER_USER" in auth
     assert "${CMVOICE_FLOWER_PASSWORD:?" in auth, "no password means no Flower"
+
+
+def test_flower_shows_the_same_task_columns_as_cmvoice_dev() -> None:
+    # Given the flower service's command line
+    flower_args = argv(SERVICES["flower"])
+
+    # Then its Tasks page has the columns `cmvoice dev` gives it (args and result among them)
+    assert f"--tasks_columns={FLOWER_TASK_COLUMNS}" in flower_args
 
 
 def test_exactly_one_beat_runs_and_workers_can_be_scaled() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -13,22 +14,29 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psutil
 import pytest
 import requests
 
 from cmvoice.embedded_redis import free_port
+from tests.support.outcomes_to_file import OUTCOMES_FILE_ENV, RESULT_TASK, read_outcomes
 from tests.support.stack import CALLEE, CALLER, wait_for
 
 pytestmark = pytest.mark.slow
 
 COMMAND = str(Path(sys.executable).with_name("cmvoice"))
+ROOT = Path(__file__).resolve().parents[2]
 #: Environment variable that marks every process a test starts, children and grandchildren
 #: included (they inherit it): how the test finds anything left behind.
 MARKER = "CMVOICE_DEV_TEST_MARKER_ID"
 DEMO_CALLEES = ("+31612345601", "+31612345602", "+31612345603", "+31612345609")
+#: The columns Flower's Tasks page must show: what a user needs to follow a call.
+FLOWER_COLUMNS = ["name", "uuid", "state", "args", "result", "received", "started", "runtime",
+                  "worker"]  # fmt: skip
+#: Seconds the children of a killed ``cmvoice dev`` may take to go (they take milliseconds).
+ORPHAN_DEADLINE_S = 5.0
 
 
 @dataclass
@@ -52,11 +60,16 @@ class DevRun:
         ]  # fmt: skip
 
     def leftovers(self) -> list[psutil.Process]:
-        """Every live process carrying this run's marker (started by the run, or its children)."""
+        """Every live process carrying this run's marker (started by the run, or its children),
+        or working in its directory: Redis overwrites its environment with its process title,
+        so the marker cannot be read from it."""
         found = []
         for process in psutil.process_iter():
             try:
-                if process.environ().get(MARKER) == self.marker and process.status() != "zombie":
+                if process.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                marked = process.environ().get(MARKER) == self.marker
+                if marked or Path(process.cwd()).is_relative_to(self.cwd):
                     found.append(process)
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
@@ -117,6 +130,54 @@ class Output:
 
     def join(self) -> None:
         self._thread.join(timeout=10)
+
+
+def start_dev(dev_run: DevRun, *extra: str) -> tuple[subprocess.Popen[str], Output]:
+    """Start ``cmvoice dev`` and wait until it says it is up; fail with its log if it exits."""
+    process = subprocess.Popen(
+        dev_run.argv(*extra),
+        cwd=dev_run.cwd,
+        env=dev_run.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = Output(process)
+    wait_for(lambda: "cmvoice dev is up" in output.text or process.poll() is not None, 60)
+    assert process.poll() is None, output.text[-4000:]
+    return process, output
+
+
+def stop_dev(process: subprocess.Popen[str], output: Output) -> int:
+    """Ctrl-C, as a user stops it; its exit code."""
+    process.send_signal(signal.SIGINT)
+    code = process.wait(timeout=45)
+    output.join()
+    print(output.text)  # shown by pytest only when the test fails
+    return code
+
+
+def send_call(dev_run: DevRun, callee: str = CALLEE) -> str:
+    """``cmvoice send notification`` from another process, as a user would; the instruction id."""
+    sent = subprocess.run(
+        [COMMAND, "send", "notification", "--callee", callee, "--caller", CALLER,
+         "--prompt", "Your parcel arrives today."],
+        cwd=dev_run.cwd, env=dev_run.env, capture_output=True, text=True, timeout=30,
+        check=False,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    return sent.stdout.strip()
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    found = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def demo_rows(output: str) -> dict[str, list[str]]:
@@ -233,6 +294,42 @@ def test_flower_from_dev_needs_basic_auth_and_lists_dispatch_tasks_by_id_only(
         everything = requests.get(f"{flower}/api/tasks", auth=("ops", password), timeout=5).text
         for number in (CALLEE, CALLER):
             assert number[3:] not in everything
+
+        # And its Tasks page has the columns that follow a call, args and result included
+        page = requests.get(f"{flower}/tasks", auth=("ops", password), timeout=5)
+        assert re.findall(r'<th data-column="(\w+)"', page.text) == FLOWER_COLUMNS
+
+        # And the rows behind that page (JavaScript renders them from /tasks/datatable) carry
+        # them; its search box finds the dispatch of one call by task name and instruction id
+        def dispatch_row() -> dict[str, Any] | None:
+            search = f"name:cmvoice.dispatch args:{instruction_id}"
+            answer = requests.get(
+                f"{flower}/tasks/datatable",
+                params={"draw": "1", "start": "0", "length": "10", "search[value]": search,
+                        "order[0][column]": "0", "columns[0][data]": "received",
+                        "order[0][dir]": "desc"},
+                auth=("ops", password), timeout=5,
+            )  # fmt: skip
+            rows: list[dict[str, Any]] = answer.json()["data"]
+            return next((row for row in rows if row["state"] == "SUCCESS"), None)
+
+        row = wait_for(dispatch_row, 30)
+        assert row["uuid"] == task["uuid"]
+        assert row["args"] == repr([instruction_id])
+        assert row["result"] == repr("placed")
+        assert row["worker"].startswith("cmvoice-dev-")
+        for column in ("received", "started", "runtime"):
+            assert isinstance(row[column], float), (column, row[column])
+
+        # And the API's filters tell succeeded dispatches from failed tasks
+        def tasks(**filters: str) -> dict[str, Any]:
+            answer = requests.get(
+                f"{flower}/api/tasks", params=filters, auth=("ops", password), timeout=5
+            )
+            return dict(answer.json())
+
+        assert task["uuid"] in tasks(taskname="cmvoice.dispatch", state="SUCCESS")
+        assert task["uuid"] not in tasks(state="FAILURE")
     finally:
         # When Ctrl-C arrives
         process.send_signal(signal.SIGINT)
@@ -268,4 +365,74 @@ def test_dev_refuses_a_port_in_use_naming_the_option_that_moves_it(dev_run: DevR
     message = " ".join((result.stdout + result.stderr).split())
     assert f"port {dev_run.ports['flower']} is already in use" in message
     assert "--flower-port" in message
+    assert dev_run.leftovers() == []
+
+
+def test_dev_killed_with_sigkill_leaves_no_process_and_no_port_so_the_next_dev_starts(
+    dev_run: DevRun,
+) -> None:
+    # Given `cmvoice dev` up, with every process it started (Redis, the simulator, the
+    # receiver, the worker and its beat, Flower)
+    process, output = start_dev(dev_run)
+    started = psutil.Process(process.pid).children(recursive=True)
+    assert len(alive(started)) >= 6, [" ".join(child.cmdline()[:4]) for child in started]
+
+    # When it is killed with SIGKILL: no chance to stop anything itself
+    killed_at = time.monotonic()
+    process.kill()
+    process.wait()
+    output.join()
+
+    # Then, within seconds, none of its processes is left and every port is free again
+    wait_for(lambda: not alive(started) and not dev_run.busy_ports(), ORPHAN_DEADLINE_S, 0.05)
+    took = time.monotonic() - killed_at
+    print(f"{len(started)} processes gone and ports free {took:.2f} s after the SIGKILL")
+    assert dev_run.leftovers() == []
+
+    # And a second `cmvoice dev` on the same ports and data starts, and stops cleanly
+    second, second_output = start_dev(dev_run)
+    assert stop_dev(second, second_output) == 0, second_output.text[-4000:]
+    assert dev_run.leftovers() == []
+    assert dev_run.busy_ports() == []
+
+
+def test_dev_include_runs_the_applications_result_task_in_its_worker(dev_run: DevRun) -> None:
+    # Given a result task in a module of the application, with a queue of its own
+    outcomes_file = dev_run.cwd / "outcomes.jsonl"
+    dev_run.env.update(
+        {
+            "CMVOICE_RESULT_TASKS": RESULT_TASK,
+            "CMVOICE_RESULT_QUEUE": "cmvoice.outcomes",
+            OUTCOMES_FILE_ENV: str(outcomes_file),
+            # The worker imports tests.support.outcomes_to_file from the repository.
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+
+    # When `cmvoice dev --include` runs with that module, and a call is sent to it
+    process, output = start_dev(
+        dev_run, "--include", "tests.support.outcomes_to_file", "--time-scale", "0.05"
+    )
+    try:
+        instruction_id = send_call(dev_run)
+
+        # Then the call's final outcome reaches the application's task
+        def final_outcome() -> dict[str, Any] | None:
+            return next(
+                (
+                    outcome
+                    for outcome in read_outcomes(outcomes_file)
+                    if outcome["root_instruction_id"] == instruction_id and outcome["final"]
+                ),
+                None,
+            )
+
+        outcome = wait_for(final_outcome, 30)
+        assert outcome["result_code"] == 10
+    finally:
+        code = stop_dev(process, output)
+
+    # And the worker knew the task (no message dropped as unregistered), and all stopped
+    assert "unregistered task" not in output.text
+    assert code == 0, output.text[-4000:]
     assert dev_run.leftovers() == []

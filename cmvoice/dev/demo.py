@@ -22,7 +22,7 @@ from cmvoice.records import attempt_chain
 from cmvoice.runtime import Runtime, get_runtime
 
 #: The result task the demo adds to CMVOICE_RESULT_TASKS; the worker imports this module for it.
-RECORD_OUTCOME_TASK = "cmvoice.demo.record_outcome"
+RECORD_OUTCOME_TASK = "cmvoice.dev.demo.record_outcome"
 #: Seconds the recorded outcomes are kept: long enough for any demo, then Redis forgets them.
 OUTCOMES_TTL_S = 3600
 #: Seconds between two looks at the outcomes.
