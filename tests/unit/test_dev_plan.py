@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cmvoice.config import Settings
 from cmvoice.dev.plan import DevOptions, DevPlan
+from cmvoice.worker import ALL_QUEUES
 
 #: A result queue of its own, as an application's result tasks get.
 OUTCOMES_QUEUE = "cmvoice.outcomes"
@@ -39,7 +40,7 @@ def test_without_include_the_worker_leaves_the_result_queue_to_the_application(
 
     # Then it consumes cmvoice's queues only, and says whose messages wait
     queues = option_values(argv, "--queues")[0].split(",")
-    assert queues == ["cmvoice.dispatch", "cmvoice.results", "cmvoice.campaigns"]
+    assert queues == list(ALL_QUEUES)
     assert option_values(argv, "--include") == []
     assert plan.stranded_result_tasks == ["myapp.calls.record_outcome"]
 
