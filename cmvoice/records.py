@@ -25,6 +25,9 @@ _PLAIN_FIELDS = (
     "attempt_no",
     "next_id",
 )
+#: Fields that are numbers: shown (and given as JSON) as numbers, not as Redis's text.
+#: ``digits`` stays text: a leading zero the callee pressed matters.
+_INT_FIELDS = frozenset({"result_code", "attempt_no"})
 
 
 def format_ms(value: str) -> str:
@@ -48,7 +51,7 @@ def describe_record(record: CallRecord) -> dict[str, Any]:
     }
     for name in _PLAIN_FIELDS:
         if record.get(name):
-            view[name] = record.get(name)
+            view[name] = record.get_int(name) if name in _INT_FIELDS else record.get(name)
     for name in _TIME_FIELDS:
         if record.get(name):
             view[name] = format_ms(record.get(name))

@@ -122,7 +122,7 @@ def test_call_status_shows_the_whole_attempt_chain_with_masked_numbers(
 
     # Then both attempts are listed, the number masked
     status = json.loads(result.stdout)
-    assert [a["result_code"] for a in status["attempts"]] == ["12", "10"]
+    assert [a["result_code"] for a in status["attempts"]] == [12, 10]
     assert status["callee"] == "+31******666"
     assert "+31612345666" not in result.stdout
 
