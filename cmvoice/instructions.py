@@ -26,7 +26,11 @@ from pydantic import (
 
 from cmvoice.errors import NOTHING, FieldError, InvalidInstruction
 from cmvoice.privacy import hidden_value, mask_number, quote_value
-from cmvoice.validation_errors import cross_field_error, describe_validation_error
+from cmvoice.validation_errors import (
+    cross_field_error,
+    describe_validation_error,
+    dotted_location,
+)
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -321,7 +325,7 @@ _MASKED_FIELDS = {"callee": _mask_number_value, "caller": _mask_number_value, "c
 
 
 def _instruction_field(error: ErrorDetails) -> str:
-    location = ".".join(str(part) for part in error["loc"])
+    location = dotted_location(error)
     if error["type"] == "extra_forbidden":
         # Name an unknown field as it was spelled: it has no CM name.
         return location

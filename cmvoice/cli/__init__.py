@@ -49,6 +49,7 @@ def _root(
 app.command()(calls.validate)
 app.command()(calls.send)
 app.add_typer(calls.call_app, name="call")
+# Options `cmvoice worker` does not know go on to Celery's worker (--hostname, --include...).
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     services.worker
 )

@@ -119,7 +119,7 @@ def send(
 
     Any other field of CM's instruction: --field NAME=VALUE (e.g. -f max-replays=2).
     """
-    from cmvoice.producer import enqueue
+    from cmvoice.instructions import parse_instruction
 
     data: dict[str, Any] = {"callee": callee, "caller": caller}
     named = {
@@ -140,7 +140,12 @@ def send(
         except json.JSONDecodeError:
             data[name] = raw
     try:
-        ticket = enqueue(data, kind=kind)
+        instruction = parse_instruction(kind, data)
+        # Only a valid call pays for the queue's imports (Celery, kombu, redis): a mistake is
+        # reported at once.
+        from cmvoice.producer import enqueue
+
+        ticket = enqueue(instruction)
     except InvalidInstruction as exc:
         print_field_errors(exc, hints=_missing_field_hints(exc))
         raise typer.Exit(1) from None
