@@ -6,13 +6,18 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias, get_args
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from cmvoice.errors import ConfigurationError
+from cmvoice.errors import ConfigurationError, FieldError
 from cmvoice.keyspace import DEFAULT_KEY_PREFIX
+from cmvoice.privacy import quote_value
+from cmvoice.validation_errors import describe_validation_error
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 #: CM's production endpoint.
 DEFAULT_API_URL = "https://api.cm.com/voiceapi/v2"
@@ -190,6 +195,23 @@ class Settings(BaseSettings):
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
+def _setting_variable(error: ErrorDetails) -> str:
+    return f"CMVOICE_{str(error['loc'][0]).upper()}" if error["loc"] else "CMVOICE_?"
+
+
+def _setting_value(error: ErrorDetails) -> str:
+    """The value as it was set, so the reader sees their typo; secrets are never echoed."""
+    field = Settings.model_fields.get(str(error["loc"][0])) if error["loc"] else None
+    if field is not None and SecretStr in (field.annotation, *get_args(field.annotation)):
+        return "<hidden>"
+    return quote_value(error.get("input"))
+
+
+def settings_errors(exc: ValidationError) -> list[FieldError]:
+    """Each invalid setting: its variable, the rule, and the value (``<hidden>`` if secret)."""
+    return describe_validation_error(exc, name_field=_setting_variable, show_value=_setting_value)
+
+
 def load_settings() -> Settings:
     """Read the settings, turning any invalid value into a message naming its variable."""
     try:
@@ -200,11 +222,8 @@ def load_settings() -> Settings:
         name = f"CMVOICE_{match.group(1).upper()}" if match else "a CMVOICE_ variable"
         raise ConfigurationError(f"invalid configuration:\n  {name}: cannot be parsed") from None
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False):
-            name = f"CMVOICE_{str(error['loc'][0]).upper()}" if error["loc"] else "CMVOICE_?"
-            problems.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
-        raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+        problems = "\n  ".join(str(error) for error in settings_errors(exc))
+        raise ConfigurationError(f"invalid configuration:\n  {problems}") from None
 
 
 @functools.cache

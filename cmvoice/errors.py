@@ -49,6 +49,10 @@ def _rebuild(
     return error
 
 
+#: The value of a FieldError about a field that was not given at all.
+NOTHING = "nothing"
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One broken rule: which field, which rule, and the (masked) value that broke it."""
@@ -58,7 +62,9 @@ class FieldError:
     value: str
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.rule} (got {self.value})"
+        # An empty value means a rule about the input as a whole (a row that is not CSV).
+        got = f" (got {self.value})" if self.value else ""
+        return f"{self.field}: {self.rule}{got}"
 
 
 class InvalidInstruction(CmVoiceError, ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import IntEnum
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -22,6 +22,10 @@ from pydantic import (
 from cmvoice.bounded_json import JsonLimitExceeded, loads_bounded
 from cmvoice.errors import InvalidEvent
 from cmvoice.privacy import mask_number, quote_value
+from cmvoice.validation_errors import describe_validation_error, dotted_location
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 
 class ResultCode(IntEnum):
@@ -177,19 +181,18 @@ _QUEUED_ANSWER: TypeAdapter[list[CallQueued] | CallQueued] = TypeAdapter(
 )
 
 
+def _event_value(error: ErrorDetails) -> str:
+    value = error.get("input")
+    if error["loc"] in (("callee",), ("caller",)) and isinstance(value, str):
+        return mask_number(value)
+    return quote_value(value)
+
+
 def _describe(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False):
-        field = ".".join(str(part) for part in error["loc"]) or "(body)"
-        value = error.get("input")
-        if field in ("callee", "caller") and isinstance(value, str):
-            shown = mask_number(value)
-        elif error["type"] == "missing":
-            shown = "nothing"
-        else:
-            shown = quote_value(value)
-        parts.append(f"{field}: {error['msg'].removeprefix('Value error, ')} (got {shown})")
-    return "; ".join(parts)
+    errors = describe_validation_error(
+        exc, name_field=lambda error: dotted_location(error) or "(body)", show_value=_event_value
+    )
+    return "; ".join(str(error) for error in errors)
 
 
 def _json_type(data: object) -> str:

@@ -11,7 +11,7 @@ import re
 import warnings
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, TypeAlias
 from urllib.parse import urlsplit
 
 import phonenumbers
@@ -23,10 +23,17 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from cmvoice.errors import FieldError, InvalidInstruction
+from cmvoice.errors import NOTHING, FieldError, InvalidInstruction
 from cmvoice.privacy import hidden_value, mask_number, quote_value
+from cmvoice.validation_errors import (
+    cross_field_error,
+    describe_validation_error,
+    dotted_location,
+)
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 #: Longest instruction id CM accepts.
 MAX_INSTRUCTION_ID_CHARS = 64
@@ -158,13 +165,6 @@ def _check_locale(value: str) -> str:
     return value
 
 
-def _cross_field_error(field: str, rule: str, value: str) -> PydanticCustomError:
-    """A rule between fields, reported by ``field_errors`` under ``field`` with ``value``."""
-    return PydanticCustomError(
-        "cross_field", "{field}: {rule}", {"field": field, "rule": rule, "value": value}
-    )
-
-
 PhoneNumber: TypeAlias = Annotated[str, Field(max_length=24), AfterValidator(normalize_number)]
 InstructionId: TypeAlias = Annotated[
     str,
@@ -245,10 +245,10 @@ class NotificationInstruction(_Instruction):
         # With replays and no auto-replay, CM plays replay-prompt and waits for "1":
         # without a replay prompt the callee is never told to press it.
         if self.max_replays and not self.auto_replay and self.replay_prompt is None:
-            raise _cross_field_error(
+            raise cross_field_error(
                 "replay-prompt",
                 f"required when max-replays > 0 ({self.max_replays}) and auto-replay is not true",
-                "nothing",
+                NOTHING,
             )
         return self
 
@@ -300,7 +300,7 @@ class DtmfInstruction(_Instruction):
     @model_validator(mode="after")
     def _min_digits_not_above_max(self) -> Self:
         if self.min_digits > self.max_digits:
-            raise _cross_field_error(
+            raise cross_field_error(
                 "min-digits", f"must be <= max-digits ({self.max_digits})", str(self.min_digits)
             )
         return self
@@ -324,34 +324,37 @@ def _mask_number_value(value: object) -> str:
 _MASKED_FIELDS = {"callee": _mask_number_value, "caller": _mask_number_value, "code": hidden_value}
 
 
+def _instruction_field(error: ErrorDetails) -> str:
+    location = dotted_location(error)
+    if error["type"] == "extra_forbidden":
+        # Name an unknown field as it was spelled: it has no CM name.
+        return location
+    return to_cm_name(location) or "(instruction)"
+
+
+def _instruction_value(error: ErrorDetails) -> str:
+    value: object = error.get("input")
+    location = error["loc"]
+    top = str(location[0]) if location else ""
+    if error["type"] == "extra_forbidden":
+        # An unknown field's value may be anything, personal data included (a list of
+        # callees), so only its size is shown.
+        return hidden_value(value)
+    if top in _MASKED_FIELDS:
+        return _MASKED_FIELDS[top](value)
+    if not location:
+        # The instruction as a whole is not an object: never quote it, it holds numbers.
+        return (
+            "the whole instruction" if isinstance(value, Mapping) else f"a {type(value).__name__}"
+        )
+    return quote_value(value)
+
+
 def field_errors(exc: ValidationError) -> list[FieldError]:
     """Turn pydantic's errors into (field, rule, value) triples, masking personal data."""
-    errors = []
-    for error in exc.errors(include_url=False):
-        location = [str(part) for part in error["loc"]]
-        rule = error["msg"].removeprefix("Value error, ")
-        field = to_cm_name(".".join(location))
-        value: object = error.get("input")
-        top = location[0] if location else ""
-        ctx = error.get("ctx") or {}
-        if error["type"] == "cross_field":
-            field, rule, rendered = str(ctx["field"]), str(ctx["rule"]), str(ctx["value"])
-        elif error["type"] == "extra_forbidden":
-            # Name the field as it was spelled; an unknown field's value may be anything,
-            # personal data included (a list of callees), so only its size is shown.
-            field, rendered = ".".join(location), hidden_value(value)
-        elif error["type"] == "missing":
-            rendered = "nothing"
-        elif top in _MASKED_FIELDS:
-            rendered = _MASKED_FIELDS[top](value)
-        elif not location:
-            # The instruction as a whole is not an object: never quote it, it holds numbers.
-            shape = "the whole instruction" if isinstance(value, Mapping) else None
-            rendered = shape or f"a {type(value).__name__}"
-        else:
-            rendered = quote_value(value)
-        errors.append(FieldError(field=field or "(instruction)", rule=rule, value=rendered))
-    return errors
+    return describe_validation_error(
+        exc, name_field=_instruction_field, show_value=_instruction_value
+    )
 
 
 def parse_instruction(kind: str, data: Mapping[str, Any]) -> Instruction:

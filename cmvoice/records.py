@@ -28,6 +28,8 @@ _PLAIN_FIELDS = (
     "attempt_no",
     "next_id",
 )
+#: Fields that are numbers: shown (and given as JSON) as numbers, not as Redis's text.
+#: ``digits`` stays text: a leading zero the callee pressed matters.
 _INT_FIELDS = frozenset({"result_code", "attempt_no"})
 #: Longest redial chain followed: far above any redial policy, a guard against a cycle in
 #: corrupted data.

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from cmvoice.simulator.config import DEV_PRODUCT_TOKEN, SimulatorConfig
-from cmvoice.simulator.faults import Faults
-from cmvoice.simulator.scenarios import Outcome, Scenario
+from cmvoice.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from cmvoice.simulator.app import create_app
+    from cmvoice.simulator.config import DEV_PRODUCT_TOKEN, SimulatorConfig
+    from cmvoice.simulator.faults import Faults
+    from cmvoice.simulator.scenarios import Outcome, Scenario
+else:
+    # Imported on first use: the `cmvoice` command reads the simulator's defaults (its port)
+    # without paying for FastAPI.
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "cmvoice.simulator.app": ["create_app"],
+            "cmvoice.simulator.config": ["DEV_PRODUCT_TOKEN", "SimulatorConfig"],
+            "cmvoice.simulator.faults": ["Faults"],
+            "cmvoice.simulator.scenarios": ["Outcome", "Scenario"],
+        },
+    )
 
 __all__ = [
     "DEV_PRODUCT_TOKEN",
@@ -19,13 +32,3 @@ __all__ = [
     "SimulatorConfig",
     "create_app",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # FastAPI loads with the app, not with a constant: the `cmvoice` command reads its option
-    # defaults from cmvoice.simulator.config, and every command would pay for FastAPI.
-    if name == "create_app":
-        from cmvoice.simulator.app import create_app
-
-        return create_app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,6 +22,7 @@ from cmvoice.simulator.config import SimulatorConfig
 from cmvoice.simulator.engine import SimulatorEngine
 from cmvoice.simulator.faults import Faults, RequestFault
 from cmvoice.simulator.scenarios import Scenario
+from cmvoice.validation_errors import describe_validation_error, dotted_location
 
 #: Header that carries the product token, as CM names it.
 TOKEN_HEADER = "X-CM-PRODUCTTOKEN"  # noqa: S105 (a header name, not a secret)
@@ -95,11 +96,10 @@ def _parse_json_object(body: bytes) -> dict[str, Any]:
 
 def _pydantic_refusal(exc: ValidationError) -> _Refusal:
     errors = [
-        {
-            "field": ".".join(str(part) for part in error["loc"]) or "(body)",
-            "rule": error["msg"].removeprefix("Value error, "),
-        }
-        for error in exc.errors(include_url=False)
+        {"field": error.field, "rule": error.rule}
+        for error in describe_validation_error(
+            exc, name_field=lambda error: dotted_location(error) or "(body)"
+        )
     ]
     message = "; ".join(f"{error['field']}: {error['rule']}" for error in errors)
     return _Refusal(400, message, extra={"errors": errors})

@@ -173,3 +173,78 @@ def test_a_resume_of_another_file_is_refused(redis_url: str, tmp_path: Path) -> 
     assert resumed.returncode == 1
     assert "not the file campaign" in err
     assert os.path.basename(str(first)) in err
+
+
+@pytest.fixture
+def small_campaign(redis_url: str, tmp_path: Path) -> str:
+    """A campaign of three rows, started from the command line: one valid, one invalid, one
+    duplicate of the first. No worker runs, so its one call stays QUEUED."""
+    path = tmp_path / "calls.csv"
+    path.write_text(
+        "callee,prompt\n+31612345620,Hello.\n0612345678,Hello.\n+31612345620,Again.\n",
+        encoding="utf-8",
+    )
+    template = write_json(tmp_path / "t.json", {"caller": CALLER})
+    start = campaign(
+        redis_url, "start", str(path), "-k", "notification", "--template", str(template),
+        cwd=tmp_path,
+    )  # fmt: skip
+    out, err = start.communicate(timeout=60)
+    assert start.returncode == 0, err
+    return out.strip()
+
+
+def test_a_report_to_standard_output_is_the_csv_alone(
+    redis_url: str, tmp_path: Path, small_campaign: str
+) -> None:
+    # Given a campaign with a valid, an invalid and a duplicate row
+    # When its report is written to standard output
+    report = campaign(redis_url, "report", small_campaign, "-o", "-", cwd=tmp_path)
+    out, err = report.communicate(timeout=60)
+
+    # Then standard output is the CSV, one row per row of the file, and the message is on stderr
+    assert report.returncode == 0, err
+    rows = list(csv.DictReader(out.splitlines()))
+    assert [(row["line"], row["state"]) for row in rows] == [
+        ("2", "QUEUED"),
+        ("3", "INVALID"),
+        ("4", "DUPLICATE"),
+    ]
+    assert rows[0]["callee"] == "+31******620"
+    assert "+31612345620" not in out
+    assert "3 rows written to standard output" in err
+    assert not list(tmp_path.glob("-*")), "no file named - was written"
+
+
+def test_list_counts_rows_with_the_words_status_uses(
+    redis_url: str, tmp_path: Path, small_campaign: str
+) -> None:
+    # Given a campaign with one invalid and one duplicate row
+    # When the campaigns are listed, and its status is asked for
+    listed, _ = campaign(redis_url, "list", cwd=tmp_path).communicate(timeout=60)
+    status, _ = campaign(redis_url, "status", small_campaign, cwd=tmp_path).communicate(timeout=60)
+
+    # Then both speak of rows enqueued, invalid and duplicates, never of "rejected"
+    header, row = (line.split() for line in listed.splitlines()[:2])
+    assert header == ["id", "name", "kind", "status", "enqueued", "invalid", "duplicates"]
+    assert row[0] == small_campaign
+    assert row[-3:] == ["1", "1", "1"]
+    assert "1 enqueued, 1 invalid, 1 duplicates" in status
+    assert "rejected" not in listed + status
+
+
+def test_status_json_gives_counts_as_numbers(
+    redis_url: str, tmp_path: Path, small_campaign: str
+) -> None:
+    # Given a campaign whose one call is queued
+    # When its status is asked for as JSON
+    out, _ = campaign(redis_url, "status", small_campaign, "--json", cwd=tmp_path).communicate(
+        timeout=60
+    )
+    data = json.loads(out)
+
+    # Then every count is a JSON number a script can add up
+    counts = ("rows_read", "enqueued", "invalid", "duplicates", "attempts", "redials", "active")
+    assert [data[name] for name in counts] == [3, 1, 1, 1, 1, 0, 1]
+    assert data["states"] == {"QUEUED": 1}
+    assert isinstance(data["calls_per_minute"], int | float)

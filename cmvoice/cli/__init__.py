@@ -1,0 +1,87 @@
+"""The ``cmvoice`` command: its commands assembled, ``--version``, and the error boundary."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from cmvoice._version import __version__
+from cmvoice.cli import calls, campaigns, services
+from cmvoice.cli.rendering import err_console
+from cmvoice.errors import CmVoiceError
+
+#: ``-h`` as well as ``--help``, on every command and sub-command (sub-contexts inherit it).
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+app = typer.Typer(
+    name="cmvoice",
+    help="A voice-call job queue for CM.com's Voice API (Notification, OTP, Request-DTMF).",
+    no_args_is_help=True,
+    context_settings=CONTEXT_SETTINGS,
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"cmvoice {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """A voice-call job queue for CM.com's Voice API (Notification, OTP, Request-DTMF)."""
+
+
+app.command()(calls.validate)
+app.command()(calls.send)
+app.add_typer(calls.call_app, name="call")
+# Options `cmvoice worker` does not know go on to Celery's worker (--hostname, --include...).
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+    services.worker
+)
+app.command()(services.receiver)
+app.command()(services.simulator)
+app.command()(services.dev)
+app.add_typer(campaigns.campaign_app, name="campaign")
+
+
+def _is_redis_connection_error(exc: BaseException) -> bool:
+    # redis is imported only by the commands that use it: if it is not loaded, the error
+    # cannot be one of its own.
+    redis = sys.modules.get("redis")
+    return redis is not None and isinstance(exc, redis.ConnectionError)
+
+
+def main() -> None:
+    """Entry point of the ``cmvoice`` script: clear messages instead of tracebacks."""
+    try:
+        app()
+    except CmVoiceError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(1)
+    except Exception as exc:
+        if not _is_redis_connection_error(exc):
+            raise
+        from cmvoice.config import get_settings
+        from cmvoice.privacy import redact_url
+
+        settings = get_settings()
+        err_console.print(
+            f"[red]error:[/red] cannot reach Redis at {redact_url(settings.effective_redis_url)} "
+            f"({exc}). Start `cmvoice dev` or `cmvoice worker`, or set CMVOICE_BROKER_URL."
+        )
+        sys.exit(1)
