@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from cmvoice.errors import (
         AuthenticationFailed,
         CallFailed,
+        CallNotAllowed,
         CmThrottled,
         CmUnavailable,
         CmUnreachable,
@@ -56,6 +57,7 @@ else:
             "cmvoice.errors": [
                 "AuthenticationFailed",
                 "CallFailed",
+                "CallNotAllowed",
                 "CmThrottled",
                 "CmUnavailable",
                 "CmUnreachable",
@@ -94,6 +96,7 @@ else:
 __all__ = [
     "AuthenticationFailed",
     "CallFailed",
+    "CallNotAllowed",
     "CallOutcome",
     "CallQueued",
     "CallResult",

@@ -9,6 +9,7 @@
     ├── BrokerUnavailable       Redis or the broker cannot be reached
     ├── CampaignError           a campaign cannot start or change (unknown id, bad file, state)
     ├── CallFailed              a dispatch ended its call FAILED for good (Celery FAILURE)
+    ├── CallNotAllowed          a calling rule refuses the call (suppressed, country, ...)
     └── VoiceApiError           a POST to CM did not end in call-queued
         ├── CmUnreachable       connect/DNS error, refused: never reached CM   (retry)
         ├── CmThrottled         429, with the parsed Retry-After              (retry later)
@@ -83,6 +84,25 @@ class InvalidEvent(CmVoiceError, ValueError):
 
 class ConfigurationError(CmVoiceError):
     """A setting is missing or invalid; the message names the variable."""
+
+
+class CallNotAllowed(CmVoiceError, ValueError):
+    """A calling rule refuses the call; nothing was queued.
+
+    Attributes:
+        rule: which rule: ``suppressed``, ``country``, ``per_number_limit``, ``cooldown``,
+            ``window`` or ``deadline``.
+        field: the instruction field the rule looked at (``callee``).
+        value: that field's value, masked (``+31******678``).
+    """
+
+    def __init__(self, rule: str, reason: str, *, field: str = "callee", value: str = "") -> None:
+        self.rule = rule
+        self.field = field
+        self.value = value
+        self.reason = reason
+        shown = f" (got {value})" if value else ""
+        super().__init__(f"call not allowed by rule {rule!r}: {field}: {reason}{shown}")
 
 
 class CallFailed(CmVoiceError):

@@ -74,27 +74,46 @@ def enqueue(
     instruction: Instruction | Mapping[str, Any],
     *,
     kind: str | None = None,
-    campaign_id: str | None = None,
+    respect_window: bool = False,
+    expires_in: float | None = None,
     runtime: Runtime | None = None,
 ) -> Ticket:
-    """Validate, record in the ledger, and publish ``cmvoice.dispatch(instruction_id)``.
+    """Validate, record in the ledger, and publish ``cmvoice.dispatch(instruction_id)`` on the
+    interactive lane (served before any campaign).
 
     Idempotent on the instruction id: enqueueing the same id again returns a Ticket with
     ``created=False`` and places no second call.
 
+    Args:
+        respect_window: hold the call until the calling window (CMVOICE_CALLING_WINDOW and
+            CMVOICE_CALLING_DAYS) is open in the callee's time zones; by default an
+            interactive call goes now, because someone asked for it now.
+        expires_in: seconds after which the call is not placed any more (EXPIRED): an OTP
+            that cannot ring within minutes is useless.
+
     Raises:
-        InvalidInstruction: the instruction breaks a rule; nothing was queued.
+        InvalidInstruction: the instruction breaks a rule of CM's; nothing was queued.
+        CallNotAllowed: a calling rule refuses it (suppressed, country, per-number limit);
+            nothing was queued.
     """
     runtime = runtime or get_runtime()
     instruction_id, model = prepare(instruction, kind=kind)
-    created = runtime.ledger.create(
-        instruction_id, model.kind, model.to_payload(), campaign_id=campaign_id
-    )
+    extra: dict[str, str] = {}
+    if expires_in is not None:
+        if expires_in <= 0:
+            raise InvalidInstruction(
+                model.kind,
+                [FieldError("expires_in", "must be a positive number of seconds", str(expires_in))],
+            )
+        extra["expires_at"] = str(runtime.ledger.server_time_ms() + int(expires_in * 1000))
+    if respect_window:
+        extra["respect_window"] = "1"
+    created = runtime.ledger.create(instruction_id, model.kind, model.to_payload(), extra=extra)
     if created:
-        publish_dispatch([instruction_id], lane=Lane.of(campaign_id))
+        publish_dispatch([instruction_id], lane=Lane.INTERACTIVE)
         logger.info(
             "queued %s call %s to %s", model.kind, instruction_id, mask_number(model.callee)
         )
     else:
         logger.info("instruction %s was already queued; not queued again", instruction_id)
-    return Ticket(instruction_id, model.kind, campaign_id, created=created)
+    return Ticket(instruction_id, model.kind, None, created=created)

@@ -137,8 +137,16 @@ class CampaignStore:
         allow_duplicates: bool = False,
         errors_path: Path | None = None,
         file_format: str | None = None,
+        window: str | None = None,
+        days: str | None = None,
+        until_ms: int | None = None,
     ) -> Campaign:
-        """Check the file's header, the template and the rate, then record a new campaign."""
+        """Check the file's header, the template and the rate, then record a new campaign.
+
+        ``window`` and ``days`` are its calling window in each callee's local time (default:
+        CMVOICE_CALLING_WINDOW and CMVOICE_CALLING_DAYS); ``until_ms`` its deadline (Redis
+        time in ms): a call not placed by then ends EXPIRED.
+        """
         if kind not in MODELS:
             raise CampaignError(f"kind {kind!r}: must be one of {', '.join(MODELS)}")
         path = path.resolve()
@@ -175,6 +183,12 @@ class CampaignStore:
         }
         if rate:
             fields["rate"] = rate
+        if window:
+            fields["window"] = window
+        if days:
+            fields["days"] = days
+        if until_ms:
+            fields["until"] = str(until_ms)
         key = self.key(campaign_id)
         if not self.redis.hsetnx(key, "id", campaign_id):  # pragma: no cover - 2^32 ids a day
             raise CampaignError("campaign id collision; start again")
