@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     )
     from cmvoice.outcomes import CallOutcome, on_result
     from cmvoice.producer import Ticket, enqueue
+    from cmvoice.rules.suppression import suppress, unsuppress
 else:
     # Imported on first use: `import cmvoice.instructions` (or the `cmvoice` command) must not
     # pay for Celery, kombu and redis. The same names as above, by module.
@@ -90,6 +91,7 @@ else:
             ],
             "cmvoice.outcomes": ["CallOutcome", "on_result"],
             "cmvoice.producer": ["Ticket", "enqueue"],
+            "cmvoice.rules.suppression": ["suppress", "unsuppress"],
         },
     )
 
@@ -129,4 +131,6 @@ __all__ = [
     "parse_event",
     "parse_instruction",
     "result_task",
+    "suppress",
+    "unsuppress",
 ]

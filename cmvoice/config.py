@@ -14,6 +14,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from cmvoice.errors import ConfigurationError, FieldError
 from cmvoice.keyspace import DEFAULT_KEY_PREFIX
 from cmvoice.privacy import quote_value
+from cmvoice.rules.countries import parse_countries
+from cmvoice.rules.windows import (
+    DEFAULT_DAYS,
+    DEFAULT_WINDOW,
+    CallingPolicy,
+    format_days,
+    parse_days,
+    parse_window,
+)
 from cmvoice.validation_errors import describe_validation_error
 
 if TYPE_CHECKING:
@@ -58,6 +67,12 @@ class Rate:
         return self.count / self.period_s
 
     def __str__(self) -> str:
+        """``10/s``, ``600/m``, ``5/h``, ``3/10m``: per one unit when the period is one."""
+        for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+            if self.period_s >= size and self.period_s % size == 0:
+                units = self.period_s / size
+                per = unit if units == 1 else f"{units:g}{unit}"
+                return f"{self.count:g}/{per}"
         return f"{self.per_second:g}/s"
 
 
@@ -72,6 +87,13 @@ def parse_rate(value: object) -> Rate:
     multiplier = float(match.group(2)) if match.group(2) else 1.0
     period = multiplier * _UNITS[match.group(3) or "s"]
     return Rate(count=count, period_s=period)
+
+
+def _optional_rate(value: object) -> object:
+    """A rate, or none: ``off``, ``none`` or an empty value switch a limit off."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off", "none")):
+        return None
+    return parse_rate(value)
 
 
 def _split_list(value: object) -> object:
@@ -135,6 +157,14 @@ class Settings(BaseSettings):
     result_tasks: CommaList = Field(default_factory=list)
     result_queue: str = "cmvoice.outcomes"
     outbox_timeout: Duration = 300.0
+    # Calling rules
+    calling_window: str = DEFAULT_WINDOW
+    calling_days: str = DEFAULT_DAYS
+    number_cooldown: Duration = 0.0
+    allowed_countries: CommaList = Field(default_factory=list)
+    per_number_limit: Annotated[Rate | None, NoDecode, BeforeValidator(_optional_rate)] = Rate(
+        5, 3600
+    )
     # Flower
     flower_user: str = "admin"
     flower_password: SecretStr | None = None
@@ -152,6 +182,26 @@ class Settings(BaseSettings):
         if not re.match(r"https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("calling_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        return str(parse_window(value))
+
+    @field_validator("calling_days")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        return format_days(parse_days(value))
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _countries(cls, value: list[str]) -> list[str]:
+        return sorted(parse_countries(",".join(value)))
+
+    @property
+    def calling_policy(self) -> CallingPolicy:
+        """The calling window and days of every campaign call that sets none of its own."""
+        return CallingPolicy.parse(self.calling_window, self.calling_days)
 
     @property
     def encryption_keys(self) -> list[str]:

@@ -83,6 +83,17 @@ class Keys:
         """Sorted set: the campaign's calls of one time-zone group waiting to go, by due ms."""
         return self._key("campaign", campaign_id, "backlog", group)
 
+    # -- calling rules (numbers only as keyed hashes)
+    def suppressed(self) -> str:
+        """Hash: keyed hash of each suppressed number -> its masked form and when it was added."""
+        return self._key("suppressed")
+
+    def number(self, number_hash: str, part: str = "") -> str:
+        """Sorted set: a number's recent calls (per-number limit); ``:campaign`` its cooldown."""
+        if part:
+            return self._key("number", number_hash, part)
+        return self._key("number", number_hash)
+
     # -- callbacks and outcomes
     def callback_guard(self, instruction_id: str, call_id: str, event_type: str) -> str:
         """String: set once a callback for this call was published (duplicates are dropped)."""

@@ -31,6 +31,8 @@ REDIAL_COPIED_FIELDS = (
     "campaign_line",
     "zone_group",
     "expires_at",
+    "number_hash",
+    "respect_window",
 )
 #: Fields never shown by a record view: secrets, and claim bookkeeping.
 _HIDDEN_FIELDS = ("code",)
@@ -139,10 +141,12 @@ class Parked:
 
 @dataclass(frozen=True)
 class Ended:
-    """The claim ended the call instead: EXPIRED, FAILED (token refused) or CANCELLED."""
+    """The claim ended the call instead: EXPIRED, FAILED (token or a calling rule refused it)
+    or CANCELLED; ``rule`` names the calling rule, if one did."""
 
     state: CallState
     why: str
+    rule: str = ""
 
 
 ClaimOutcome = Claim | Parked | Ended | CallState | None
@@ -160,6 +164,9 @@ class DispatchLimits:
         slot_lease_s: how long a slot is held if its call's end never comes.
         max_wait_interactive_s: longest rate wait an interactive call spends in its thread.
         max_wait_campaign_s: the same for a campaign call (the pacer keeps it short).
+        number_limit: calls allowed per number within ``number_window_s`` (0: no limit).
+        number_cooldown_s: a campaign call to a number another campaign call reached within
+            this is refused (0: none).
     """
 
     account_key: str
@@ -169,6 +176,9 @@ class DispatchLimits:
     slot_lease_s: float
     max_wait_interactive_s: float
     max_wait_campaign_s: float
+    number_limit: int = 0
+    number_window_s: float = 0.0
+    number_cooldown_s: float = 0.0
 
 
 class CallLedger:
@@ -259,6 +269,9 @@ class CallLedger:
         return pipeline is not None or bool(result)
 
     # reads
+    def exists(self, instruction_id: str) -> bool:
+        return bool(self.redis.exists(self.key(instruction_id)))
+
     def get(self, instruction_id: str) -> CallRecord | None:
         raw = self.redis.hgetall(self.key(instruction_id))
         return self.record_from(instruction_id, raw) if raw else None
@@ -301,6 +314,7 @@ class CallLedger:
         if limits is None:
             keys += [self.keys.account("none"), self.keys.slots("none")]
             numbers = [0, 0, 0, 0, 0]
+            rules = [0, 0, 0]
         else:
             keys += [limits.account_key, limits.slots_key]
             numbers = [
@@ -310,8 +324,13 @@ class CallLedger:
                 limits.slot_limit,
                 int(limits.slot_lease_s * 1000),
             ]
+            rules = [
+                limits.number_limit,
+                int(limits.number_window_s * 1000),
+                int(limits.number_cooldown_s * 1000),
+            ]
         args = [*self._base_args(instruction_id), token, int(lease_s * 1000), *numbers]
-        result = self._begin(keys=keys, args=[*args, 1 if send_now else 0])
+        result = self._begin(keys=keys, args=[*args, 1 if send_now else 0, *rules])
         outcome = as_text(result[0])
         if outcome == "missing":
             return None
@@ -321,7 +340,7 @@ class CallLedger:
         if outcome == "wait":
             return Parked(as_text(result[1]))
         if outcome == "ended":
-            return Ended(CallState(as_text(result[1])), as_text(result[2]))
+            return Ended(CallState(as_text(result[1])), as_text(result[2]), as_text(result[3]))
         wait_us = int(result[1])
         raw = flat_to_dict(result[2])
         code = raw.get("code")
@@ -422,6 +441,7 @@ class CallLedger:
         count_attempt: bool = False,
         slots_key: str = "",
         park: str = "",
+        fields: dict[str, str] | None = None,
     ) -> bool:
         """Give a claimed record back to QUEUED, due again in ``due_in_s`` (a retry)."""
         moved, _ = self.transition(
@@ -431,7 +451,7 @@ class CallLedger:
             token=claim.token,
             score_in_s=due_in_s,
             count_attempt=count_attempt,
-            fields={"last_error": error} if error else {},
+            fields={**({"last_error": error} if error else {}), **(fields or {})},
             slots_key=slots_key,
             park=park,
         )

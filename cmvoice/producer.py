@@ -12,6 +12,7 @@ from cmvoice.errors import FieldError, InvalidInstruction
 from cmvoice.instructions import Instruction, infer_kind, parse_instruction
 from cmvoice.privacy import mask_number, quote_value
 from cmvoice.publishing import Lane, publish_dispatch
+from cmvoice.rules.enforce import CallingRules
 from cmvoice.runtime import Runtime, get_runtime
 
 logger = logging.getLogger(__name__)
@@ -98,18 +99,36 @@ def enqueue(
     """
     runtime = runtime or get_runtime()
     instruction_id, model = prepare(instruction, kind=kind)
-    extra: dict[str, str] = {}
+    if runtime.ledger.exists(instruction_id):
+        # A retry of an enqueue that went through: not a second call, and not counted again.
+        logger.info("instruction %s was already queued; not queued again", instruction_id)
+        return Ticket(instruction_id, model.kind, None, created=False)
+    rules = CallingRules(runtime)
+    now_ms = runtime.ledger.server_time_ms()
+    delay_s, held_by = rules.window_delay_s(model.callee, now_ms) if respect_window else (0.0, "")
+    number = rules.admit_interactive(model.callee, instruction_id)
+    extra: dict[str, str] = {"number_hash": number.number_hash, "zone_group": number.zone_group}
+    if held_by:
+        extra["held_by"] = held_by
     if expires_in is not None:
         if expires_in <= 0:
             raise InvalidInstruction(
                 model.kind,
                 [FieldError("expires_in", "must be a positive number of seconds", str(expires_in))],
             )
-        extra["expires_at"] = str(runtime.ledger.server_time_ms() + int(expires_in * 1000))
+        extra["expires_at"] = str(now_ms + int(expires_in * 1000))
     if respect_window:
         extra["respect_window"] = "1"
-    created = runtime.ledger.create(instruction_id, model.kind, model.to_payload(), extra=extra)
-    if created:
+    if expires_in is not None and delay_s > expires_in:
+        # Held past its deadline: it is looked at when the deadline comes, and ends EXPIRED.
+        delay_s = expires_in
+    created = runtime.ledger.create(
+        instruction_id, model.kind, model.to_payload(), extra=extra, due_in_s=delay_s
+    )
+    if created and delay_s:
+        # The window is closed now: the call waits in Redis, not in the broker, until it opens.
+        runtime.schedule.add(instruction_id, delay_s)
+    elif created:
         publish_dispatch([instruction_id], lane=Lane.INTERACTIVE)
         logger.info(
             "queued %s call %s to %s", model.kind, instruction_id, mask_number(model.callee)

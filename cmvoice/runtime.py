@@ -74,8 +74,10 @@ class Runtime:
 
     @cached_property
     def limits(self) -> DispatchLimits:
-        """The account's limits every dispatch takes its share of (rate, slots)."""
+        """The account's limits every dispatch takes its share of (rate, slots), and the
+        calling rules it checks for campaign calls (per-number limit, cooldown)."""
         settings = self.settings
+        limit = settings.per_number_limit
         return DispatchLimits(
             account_key=self.keys.account(self.account),
             slots_key=self.keys.slots(self.account),
@@ -86,6 +88,9 @@ class Runtime:
             # The pacer releases campaign calls at most its lead ahead of their rate turn; a
             # longer wait means interactive calls took the turns, and the call waits in Redis.
             max_wait_campaign_s=2 * settings.pacer_lead,
+            number_limit=int(limit.count) if limit else 0,
+            number_window_s=limit.period_s if limit else 0.0,
+            number_cooldown_s=settings.number_cooldown,
         )
 
     @cached_property

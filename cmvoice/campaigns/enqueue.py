@@ -43,6 +43,18 @@ from cmvoice.errors import CampaignError, FieldError, InvalidInstruction
 from cmvoice.ledger import CallState
 from cmvoice.privacy import mask_number
 from cmvoice.replies import as_text
+from cmvoice.rules.enforce import (
+    COUNTRY,
+    NO_ZONE,
+    ON_SUPPRESSION_LIST,
+    SUPPRESSED,
+    WINDOW,
+    CallingRules,
+    NumberFacts,
+    campaign_policy,
+    facts,
+    number_hash,
+)
 from cmvoice.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -175,9 +187,15 @@ class _Batch:
     rows_read: int = 0
     invalid: int = 0
     duplicates: int = 0
-    #: (line, instruction id, payload, backlog group) of each call to enqueue.
-    calls: list[tuple[int, str, dict[str, Any], str]] = field(default_factory=list)
+    #: Rows a calling rule refused, by rule.
+    refused: dict[str, int] = field(default_factory=dict)
+    #: (line, instruction id, payload, what the rules know of its number) of each call.
+    calls: list[tuple[int, str, dict[str, Any], NumberFacts]] = field(default_factory=list)
     rejected: list[tuple[int, FieldError, RowOutcome]] = field(default_factory=list)
+
+    def refuse(self, line: int, rule: str, error: FieldError) -> None:
+        self.refused[rule] = self.refused.get(rule, 0) + 1
+        self.rejected.append((line, error, RowOutcome.REFUSED))
 
 
 class CampaignEnqueuer:
@@ -213,10 +231,10 @@ class CampaignEnqueuer:
         self.validator = RowValidator(campaign.kind, campaign.template)
         self._salt = bytes.fromhex(campaign.salt)
         self.guards = _EnqueueGuards(store)
-
-    def zone_group(self, callee: str) -> str:
-        """The backlog group of a callee: the time zones its calling window is judged in."""
-        return ANY_ZONE
+        self.rules = CallingRules(store.runtime)
+        # The backlog groups calls by time zones only when a calling window applies to the
+        # campaign (it does, unless its window is every hour of every day).
+        self.by_zone = not campaign_policy(store.runtime.settings, campaign).always_open
 
     def _callee_hash(self, callee: str) -> str:
         return hmac.new(self._salt, callee.encode(), hashlib.sha256).hexdigest()[:32]
@@ -340,9 +358,14 @@ class CampaignEnqueuer:
                 batch.invalid += 1
                 batch.rejected.extend((row.line, e, RowOutcome.INVALID) for e in exc.errors)
                 continue
+            refusal = self.rules.country_error(model.callee)
+            if refusal is not None:
+                batch.refuse(row.line, COUNTRY, refusal)
+                continue
             valid.append(
                 (row.line, instruction_id_for(cid, row.line), model.to_payload(), model.callee)
             )
+        valid = self._not_suppressed(batch, valid)
         if not valid:
             return batch
         owners = self.guards.claim_callees(
@@ -363,8 +386,29 @@ class CampaignEnqueuer:
                 )
                 if not dials_duplicates:
                     continue
-            batch.calls.append((line, iid, payload, self.zone_group(callee)))
+            known = facts(self.store.runtime, callee)
+            if self.by_zone and not known.zone_group:
+                batch.refuse(line, WINDOW, FieldError("callee", NO_ZONE, mask_number(callee)))
+                continue
+            batch.calls.append((line, iid, payload, known))
         return batch
+
+    def _not_suppressed(
+        self, batch: _Batch, valid: list[tuple[int, str, dict[str, Any], str]]
+    ) -> list[tuple[int, str, dict[str, Any], str]]:
+        """The rows whose number is not on the suppression list (one round trip)."""
+        hashes = [number_hash(self.store.runtime, callee) for _, _, _, callee in valid]
+        found = self.store.redis.hmget(self.store.keys.suppressed(), hashes) if hashes else []
+        kept = []
+        for row, entry in zip(valid, found, strict=True):
+            if entry is None:
+                kept.append(row)
+                continue
+            error = FieldError(
+                "callee", f"{SUPPRESSED}: {ON_SUPPRESSION_LIST}", mask_number(row[3])
+            )
+            batch.refuse(row[0], SUPPRESSED, error)
+        return kept
 
     def _commit(self, batch: _Batch, offset_bytes: int, last_line: int) -> None:
         """One transaction: records, indexes, counters and the checkpoint, all or nothing."""
@@ -372,13 +416,21 @@ class CampaignEnqueuer:
         cid = campaign.campaign_id
         pipe = store.redis.pipeline(transaction=True)
         groups: set[str] = set()
-        for line, iid, payload, group in batch.calls:
+        for line, iid, payload, known in batch.calls:
+            group = known.zone_group if self.by_zone else ANY_ZONE
+            extra = {
+                "campaign_line": str(line),
+                "zone_group": group,
+                "number_hash": known.number_hash,
+            }
+            if campaign.until_ms:
+                extra["expires_at"] = str(campaign.until_ms)
             store.ledger.create(
                 iid,
                 campaign.kind,
                 payload,
                 campaign_id=cid,
-                extra={"campaign_line": str(line), "zone_group": group},
+                extra=extra,
                 # Due from the campaign's start, in file order: the line is the fraction.
                 backlog=(store.backlog_key(cid, group), campaign.created_at_ms + line / 1000),
                 pipeline=pipe,
@@ -402,6 +454,9 @@ class CampaignEnqueuer:
         pipe.hincrby(key, "enqueued", len(batch.calls))
         pipe.hincrby(key, "invalid", batch.invalid)
         pipe.hincrby(key, "duplicates", batch.duplicates)
+        pipe.hincrby(key, "refused", sum(batch.refused.values()))
+        for rule, count in batch.refused.items():
+            pipe.hincrby(store.key(cid, "counts"), f"rule:{rule}", count)
         pipe.hset(key, mapping={"checkpoint_line": last_line, "checkpoint_offset": offset_bytes})
         store.touch(cid, pipe)
         results = pipe.execute()
@@ -420,6 +475,9 @@ def start_campaign(
     rate: str | None = None,
     allow_duplicates: bool = False,
     errors_path: Path | None = None,
+    window: str | None = None,
+    days: str | None = None,
+    until_ms: int | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     should_stop: Callable[[], bool] = lambda: False,
     on_progress: Callable[[EnqueueProgress], None] | None = None,
@@ -434,6 +492,9 @@ def start_campaign(
         rate=rate,
         allow_duplicates=allow_duplicates,
         errors_path=errors_path,
+        window=window,
+        days=days,
+        until_ms=until_ms,
     )
     enqueuer = CampaignEnqueuer(store, campaign, batch_rows=batch_rows)
     return enqueuer.run(should_stop=should_stop, on_progress=on_progress)

@@ -46,6 +46,8 @@ class RowOutcome(StrEnum):
     DUPLICATE = "DUPLICATE"
     #: A duplicate dialed anyway (``allow_duplicates``): reported, and in the report as a call.
     DUPLICATE_DIALED = "DUPLICATE_DIALED"
+    #: A calling rule refuses the number (suppressed, country, no time zone known).
+    REFUSED = "REFUSED"
 
 
 def spreadsheet_safe(cell: object) -> str:
@@ -95,7 +97,11 @@ class Campaign:
     enqueued: int = 0
     invalid: int = 0
     duplicates: int = 0
+    refused: int = 0
     rate: str | None = None
+    window: str | None = None
+    days: str | None = None
+    until_ms: int = 0
     allow_duplicates: bool = False
     checkpoint_line: int = 0
     checkpoint_offset: int = 0
@@ -122,7 +128,11 @@ class Campaign:
             enqueued=as_int(fields.get("enqueued")),
             invalid=as_int(fields.get("invalid")),
             duplicates=as_int(fields.get("duplicates")),
+            refused=as_int(fields.get("refused")),
             rate=fields.get("rate") or None,
+            window=fields.get("window") or None,
+            days=fields.get("days") or None,
+            until_ms=as_int(fields.get("until")),
             allow_duplicates=fields.get("allow_duplicates") == "1",
             checkpoint_line=as_int(fields.get("checkpoint_line")),
             checkpoint_offset=as_int(fields.get("checkpoint_offset")),
@@ -176,6 +186,8 @@ class CampaignProgress:
     counts: dict[CallState, int]
     codes: dict[str, int]
     backlog: Backlog
+    #: Calls a calling rule refused, at enqueue (rows) or at dispatch (cooldown, limits).
+    refused_by_rule: dict[str, int]
     calls_per_minute: float
     now_ms: int
 
@@ -242,6 +254,12 @@ class CampaignProgress:
             "enqueued": campaign.enqueued,
             "invalid": campaign.invalid,
             "duplicates": campaign.duplicates,
+            "refused": campaign.refused,
+            "refused_by_rule": dict(self.refused_by_rule),
+            "window": campaign.window,
+            "days": campaign.days,
+            "until": _iso(campaign.until_ms) if campaign.until_ms else None,
+            "expired": self.counts.get(CallState.EXPIRED, 0),
             "attempts": self.attempts,
             "redials": self.redials,
             "active": self.active,
@@ -253,7 +271,9 @@ class CampaignProgress:
             "result_codes": {code: count for code, count in self.codes.items()},
             "calls_per_minute": round(self.calls_per_minute, 1),
             "eta_s": None if eta is None else round(eta),
-            "updated_at": datetime.fromtimestamp(self.now_ms / 1000, tz=UTC).isoformat(
-                timespec="seconds"
-            ),
+            "updated_at": _iso(self.now_ms),
         }
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")

@@ -2,11 +2,12 @@
 
 Campaign calls wait in their campaign's backlog, and interactive calls that found no slot or
 rate turn wait in the waiting room, all in Redis. One pacer at a time (the holder of a lease in
-Redis, a thread in every ``cmvoice worker``) releases them: the waiting interactive calls first,
-then the campaigns' calls, shared fairly between running campaigns and each within its own
-rate, never more than ``CMVOICE_PACER_LEAD`` seconds of the account's rate ahead of now and
-never more than the free concurrency slots. See docs/architecture.md, "Pacing", for why a
-lease-held loop and not beat.
+Redis, a thread in every ``cmvoice worker``) releases them, and the interactive calls the
+schedule holds (retries, redials) once they are due: the waiting interactive calls first,
+then the campaigns' calls, shared fairly between running campaigns, each within its own rate
+and calling window, never more than ``CMVOICE_PACER_LEAD`` seconds of the account's rate ahead
+of now and never more than the free concurrency slots. See docs/architecture.md, "Pacing",
+for why a lease-held loop and not beat.
 """
 
 from __future__ import annotations
@@ -15,19 +16,22 @@ import contextlib
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from cmvoice import lua
 from cmvoice.campaigns.model import CampaignStatus
+from cmvoice.campaigns.plan import Budget, campaign_room, open_groups, plan_budget, share_fairly
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.config import parse_rate
 from cmvoice.ledger import CallState
-from cmvoice.publishing import DispatchPublisher, Lane, dispatch_envelope
+from cmvoice.publishing import DispatchPublisher, Lane, dispatch_envelope, publish_dispatch
 from cmvoice.replies import as_int, as_text
+from cmvoice.rules.windows import CallingPolicy
 from cmvoice.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -41,61 +45,8 @@ MAX_IDLE_S = 1.0
 #: Shortest sleep between two steps: a pacer that has nothing to do now never spins.
 MIN_SLEEP_S = 0.005
 
-
-@dataclass(frozen=True)
-class Budget:
-    """How many calls a step may release: what both the rate and the slots leave free."""
-
-    rate_room: int
-    slot_room: int
-    #: Seconds until the rate leaves room for more, when the rate is what binds.
-    rate_refill_s: float
-
-    @property
-    def calls(self) -> int:
-        return max(0, min(self.rate_room, self.slot_room))
-
-    @property
-    def slot_bound(self) -> bool:
-        return self.slot_room <= 0 < self.rate_room
-
-
-def plan_budget(
-    *,
-    now_us: int,
-    tat_us: int,
-    interval_us: int,
-    lead_us: int,
-    slot_limit: int,
-    slots_in_use: int,
-    released: int,
-) -> Budget:
-    """The budget of one step. Calls released and not yet claimed will each take a rate turn
-    and a slot when a worker claims them: they count as taken already."""
-    ahead = max(tat_us - now_us, 0)
-    rate_room = (lead_us - ahead) // interval_us - released
-    # Wait until half the lead is free again: releases come in batches, not one per step.
-    refill_us = max(ahead + released * interval_us - lead_us // 2, 0)
-    slot_room = slot_limit - slots_in_use - released
-    return Budget(int(rate_room), int(slot_room), refill_us / 1_000_000)
-
-
-def share_fairly(budget: int, capacities: Sequence[int], start: int = 0) -> list[int]:
-    """Split ``budget`` calls between campaigns one by one, round robin from ``start``, none
-    given more than its capacity (what its backlog holds due now, within its own rate)."""
-    shares = [0] * len(capacities)
-    remaining = budget
-    while remaining > 0:
-        given = 0
-        for offset in range(len(capacities)):
-            index = (start + offset) % len(capacities)
-            if remaining > 0 and shares[index] < capacities[index]:
-                shares[index] += 1
-                remaining -= 1
-                given += 1
-        if not given:
-            break
-    return shares
+#: (source kind, source key, instruction id, lane, campaign id, campaign interval in µs)
+_Candidate = tuple[str, str, str, Lane, str, str]
 
 
 @dataclass
@@ -104,6 +55,7 @@ class StepReport:
 
     released_interactive: int = 0
     released_campaign: int = 0
+    scheduled: int = 0
     expired: int = 0
     next_step_s: float = MAX_IDLE_S
     slot_bound: bool = False
@@ -112,12 +64,14 @@ class StepReport:
 
 @dataclass(frozen=True)
 class _CampaignPace:
+    """A running campaign as one step sees it."""
+
     campaign_id: str
-    status: str
     interval_us: int
     tat_us: int
-    until_ms: int
-    groups: list[str]
+    #: Backlog groups whose calling window is open now, and when the next closed one opens.
+    open_groups: list[str]
+    next_opening: datetime | None
 
 
 class PacerLease:
@@ -190,9 +144,15 @@ class Pacer:
     def step(self) -> StepReport:
         """Release what may go now; returns what was done and when to look again."""
         report = StepReport()
+        # Interactive calls due from the schedule (retries, redials, a calling window that
+        # opened, an expiry) go to their lane now; their claim applies the limits.
+        due = self.runtime.schedule.pop_due(self.max_batch)
+        if due:
+            publish_dispatch(due, lane=Lane.INTERACTIVE)
+            report.scheduled += len(due)
         snapshot = self._snapshot()
         now_us = snapshot["now_us"]
-        campaigns = self._campaigns(snapshot["active"], now_us // 1000, report)
+        campaigns = self._campaigns(snapshot["active"], now_us, report)
         budget = plan_budget(
             now_us=now_us,
             tat_us=snapshot["tat"],
@@ -203,26 +163,26 @@ class Pacer:
             released=snapshot["released"],
         )
         calls = min(budget.calls, self.max_batch)
-        candidates: list[tuple[str, str, str, Lane, str, str]] = []
+        candidates: list[_Candidate] = []
         if calls and snapshot["waiting"]:
             waiting = self.keys.interactive_waiting()
             for raw in self.redis.lrange(waiting, 0, calls - 1):
                 candidates.append(("l", waiting, as_text(raw), Lane.INTERACTIVE, "", ""))
-        campaign_calls = calls - len(candidates)
-        if campaign_calls > 0 and campaigns:
-            candidates += self._campaign_candidates(campaigns, campaign_calls, now_us)
-        released = self._release_calls(candidates) if candidates else []
+        if calls > len(candidates) and campaigns:
+            candidates += self._campaign_candidates(campaigns, calls - len(candidates), now_us)
+        released = set(self._release_calls(candidates)) if candidates else set()
         for _, _, iid, lane, campaign_id, _ in candidates:
-            if iid in released:
-                if lane is Lane.INTERACTIVE:
-                    report.released_interactive += 1
-                else:
-                    report.released_campaign += 1
-                    report.by_campaign[campaign_id] = report.by_campaign.get(campaign_id, 0) + 1
+            if iid not in released:
+                continue
+            if lane is Lane.INTERACTIVE:
+                report.released_interactive += 1
+            else:
+                report.released_campaign += 1
+                report.by_campaign[campaign_id] = report.by_campaign.get(campaign_id, 0) + 1
         self._retire_drained(campaigns)
         # Waiting for a slot (not the rate): a slot freed by a callback wakes the pacer.
         report.slot_bound = budget.slot_room <= 0 and bool(snapshot["waiting"] or campaigns)
-        report.next_step_s = self._next_step_s(budget, campaigns, now_us, report, snapshot)
+        report.next_step_s = self._next_step_s(budget, campaigns, now_us, report)
         return report
 
     def _snapshot(self) -> dict[str, Any]:
@@ -245,42 +205,40 @@ class Pacer:
         }
 
     def _campaigns(
-        self, campaign_ids: list[str], now_ms: int, report: StepReport
+        self, campaign_ids: list[str], now_us: int, report: StepReport
     ) -> list[_CampaignPace]:
         """The running campaigns of the round; ends the backlog of one past its deadline."""
         if not campaign_ids:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for campaign_id in campaign_ids:
-            pipe.hmget(self.keys.campaign(campaign_id), "status", "rate", "tat", "until")
+            fields = ("status", "rate", "tat", "until", "window", "days")
+            pipe.hmget(self.keys.campaign(campaign_id), *fields)
             pipe.smembers(self.keys.campaign(campaign_id, "groups"))
         results = pipe.execute()
+        now = datetime.fromtimestamp(now_us / 1_000_000, tz=UTC)
         paces = []
         for index, campaign_id in enumerate(campaign_ids):
-            (status, rate, tat, until), groups = results[2 * index], results[2 * index + 1]
+            (status, rate, tat, until, window, days) = results[2 * index]
             status_text = as_text(status) if status else ""
             if status_text in ("", CampaignStatus.CANCELLED.value):
                 self.redis.srem(self.keys.active_campaigns(), campaign_id)
                 continue
-            until_ms = as_int(until)
-            if until_ms and now_ms >= until_ms:
+            if as_int(until) and now_us // 1000 >= as_int(until):
                 report.expired += self._expire(campaign_id)
                 continue
             if status_text != CampaignStatus.RUNNING.value:
                 continue
+            policy = CallingPolicy.parse(
+                as_text(window) if window else self.settings.calling_window,
+                as_text(days) if days else self.settings.calling_days,
+            )
+            groups = sorted(as_text(group) for group in results[2 * index + 1])
+            opened, next_opening = open_groups(policy, groups, now)
             interval = 0
             if rate:
                 interval = max(1, round(parse_rate(as_text(rate)).interval_s * 1_000_000))
-            paces.append(
-                _CampaignPace(
-                    campaign_id=campaign_id,
-                    status=status_text,
-                    interval_us=interval,
-                    tat_us=as_int(tat),
-                    until_ms=until_ms,
-                    groups=sorted(as_text(group) for group in groups),
-                )
-            )
+            paces.append(_CampaignPace(campaign_id, interval, as_int(tat), opened, next_opening))
         return paces
 
     def _expire(self, campaign_id: str) -> int:
@@ -290,44 +248,48 @@ class Pacer:
         )
         self.redis.srem(self.keys.active_campaigns(), campaign_id)
         if expired:
+            self.redis.hincrby(self.keys.campaign(campaign_id, "counts"), "rule:deadline", expired)
             logger.info("campaign %s: deadline passed; %d calls expired", campaign_id, expired)
         return expired
 
     def _campaign_candidates(
         self, campaigns: list[_CampaignPace], calls: int, now_us: int
-    ) -> list[tuple[str, str, str, Lane, str, str]]:
-        """Calls due now from each campaign's backlog, shared fairly within ``calls``."""
-        now_ms = now_us // 1000
-        limits = []
-        for pace in campaigns:
-            if pace.interval_us:
-                ahead = max(pace.tat_us - now_us, 0)
-                limits.append(max(0, (self.lead_us - ahead) // pace.interval_us))
-            else:
-                limits.append(calls)
+    ) -> list[_Candidate]:
+        """Calls due now from each campaign's open backlog groups, shared fairly in ``calls``."""
+        rooms = [
+            campaign_room(
+                now_us=now_us,
+                tat_us=pace.tat_us,
+                interval_us=pace.interval_us,
+                lead_us=self.lead_us,
+            )
+            if pace.interval_us
+            else calls
+            for pace in campaigns
+        ]
         pipe = self.redis.pipeline(transaction=False)
-        for pace, limit in zip(campaigns, limits, strict=True):
-            for group in pace.groups:
+        for pace, room in zip(campaigns, rooms, strict=True):
+            for group in pace.open_groups if room else ():
                 key = self.keys.backlog(pace.campaign_id, group)
-                pipe.zrangebyscore(key, "-inf", now_ms, start=0, num=max(1, min(limit, calls)))
+                pipe.zrangebyscore(key, "-inf", now_us // 1000, start=0, num=min(room, calls))
         results = iter(pipe.execute())
         due: list[list[tuple[str, str]]] = []
-        for pace, limit in zip(campaigns, limits, strict=True):
+        for pace, room in zip(campaigns, rooms, strict=True):
             ids: list[tuple[str, str]] = []
-            for group in pace.groups:
+            for group in pace.open_groups if room else ():
                 key = self.keys.backlog(pace.campaign_id, group)
                 ids += [(key, as_text(member)) for member in next(results)]
-            due.append(ids[:limit])
+            due.append(ids[:room])
         self._turn += 1
         shares = share_fairly(calls, [len(ids) for ids in due], start=self._turn % len(due))
-        candidates = []
+        candidates: list[_Candidate] = []
         for pace, ids, count in zip(campaigns, due, shares, strict=True):
             interval = str(pace.interval_us) if pace.interval_us else ""
             for key, iid in ids[:count]:
                 candidates.append(("z", key, iid, Lane.CAMPAIGN, pace.campaign_id, interval))
         return candidates
 
-    def _release_calls(self, candidates: list[tuple[str, str, str, Lane, str, str]]) -> list[str]:
+    def _release_calls(self, candidates: list[_Candidate]) -> list[str]:
         """One atomic step: each call leaves where it waited and gets its message."""
         atomic = self.settings.broker_is_ledger_redis
         args: list[Any] = [self.keys.prefix, self.lease.token]
@@ -356,33 +318,32 @@ class Pacer:
             )
 
     def _next_step_s(
-        self,
-        budget: Budget,
-        campaigns: list[_CampaignPace],
-        now_us: int,
-        report: StepReport,
-        snapshot: dict[str, Any],
+        self, budget: Budget, campaigns: list[_CampaignPace], now_us: int, report: StepReport
     ) -> float:
-        """When there may be something to release: the rate refilled, a call coming due."""
+        """When there may be something to release: the rate refilled, a call coming due, a
+        calling window opening."""
         if report.slot_bound:
             self.redis.set(self.keys.pacer_slot_bound(), "1", px=int(MAX_IDLE_S * 2000))
             return MAX_IDLE_S
         waits = [MAX_IDLE_S]
-        if budget.rate_room <= 0 or budget.calls == self.max_batch:
+        if budget.rate_room <= 0 or report.released_campaign or report.released_interactive:
             waits.append(budget.rate_refill_s)
-        if campaigns:
-            now_ms = now_us // 1000
-            pipe = self.redis.pipeline(transaction=False)
-            for pace in campaigns:
-                for group in pace.groups:
-                    key = self.keys.backlog(pace.campaign_id, group)
-                    pipe.zrangebyscore(key, "-inf", "+inf", start=0, num=1, withscores=True)
-            for first in pipe.execute():
-                if first:
-                    due_ms = int(first[0][1])
-                    waits.append(max(due_ms - now_ms, 0) / 1000 if due_ms > now_ms else 0.0)
-        if report.released_campaign or report.released_interactive:
-            waits.append(budget.rate_refill_s)
+        now_ms = now_us // 1000
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrangebyscore(
+            self.keys.schedule(), f"({now_ms}", "+inf", start=0, num=1, withscores=True
+        )
+        for pace in campaigns:
+            opening = pace.next_opening
+            if opening is not None:
+                waits.append(max(opening.timestamp() - now_us / 1_000_000, 0.0))
+            for group in pace.open_groups:
+                key = self.keys.backlog(pace.campaign_id, group)
+                # The first call due later (a redial, a retry): due now ones wait for the rate.
+                pipe.zrangebyscore(key, f"({now_ms}", "+inf", start=0, num=1, withscores=True)
+        for first in pipe.execute():
+            if first:
+                waits.append((int(first[0][1]) - now_ms) / 1000)
         return max(MIN_SLEEP_S, min(waits))
 
     # -- the loop
@@ -398,18 +359,17 @@ class Pacer:
                 current = runtime_factory() if runtime_factory else self.runtime
                 if current is not self.runtime:
                     self.bind(current)
-                wake = self.keys.pacer_wake()
                 if not self.lease.hold():
                     stop.wait(DEFAULT_LEASE_TTL_S / 2)
                     continue
                 report = self.step()
                 if report.released_campaign or report.released_interactive:
                     logger.debug("pacer: %s", report)
-                timeout = min(report.next_step_s, MAX_IDLE_S)
-                if timeout > MIN_SLEEP_S:
-                    # Woken early when a slot frees or new work arrives.
-                    assert self._waiter is not None
-                    self._waiter.blpop([wake], timeout=timeout)
+                # Woken early when a slot frees or new work arrives. (A timeout of 0 would
+                # block for ever: MIN_SLEEP_S is the floor.)
+                timeout = max(min(report.next_step_s, MAX_IDLE_S), MIN_SLEEP_S)
+                assert self._waiter is not None
+                self._waiter.blpop([self.keys.pacer_wake()], timeout=timeout)
             except (redis.RedisError, OSError) as exc:
                 logger.warning("pacer: %s; trying again", exc)
                 stop.wait(1.0)

@@ -46,6 +46,7 @@ from cmvoice.errors import CampaignError, FieldError
 from cmvoice.instructions import MODELS
 from cmvoice.ledger import CallState
 from cmvoice.replies import as_int, as_text
+from cmvoice.rules.windows import format_days, parse_days, parse_window
 from cmvoice.runtime import Runtime
 
 #: Minutes of ended calls averaged into "calls per minute".
@@ -158,6 +159,11 @@ class CampaignStore:
                 rate = str(parse_rate(rate)) if rate.strip() else None
             except ValueError as exc:
                 raise CampaignError(f"rate {rate!r}: {exc}") from None
+        try:
+            window = str(parse_window(window)) if window else None
+            days = format_days(parse_days(days)) if days else None
+        except ValueError as exc:
+            raise CampaignError(f"calling window: {exc}") from None
         reader = RowReader(path, kind, file_format=file_format)
         reader.check_header()
         now_ms = self.ledger.server_time_ms()
@@ -266,9 +272,12 @@ class CampaignStore:
         raw = self.redis.hgetall(self.key(campaign_id, "counts"))
         counts: dict[CallState, int] = {}
         codes: dict[str, int] = {}
+        rules: dict[str, int] = {}
         for name, value in ((as_text(k), int(v)) for k, v in raw.items()):
             if name.startswith("code:"):
                 codes[name.removeprefix("code:")] = value
+            elif name.startswith("rule:"):
+                rules[name.removeprefix("rule:")] = value
             elif value:
                 counts[CallState(name)] = value
         return CampaignProgress(
@@ -276,6 +285,7 @@ class CampaignStore:
             counts=counts,
             codes=codes,
             backlog=self.backlog(campaign_id, now_ms),
+            refused_by_rule=rules,
             calls_per_minute=self._calls_per_minute(campaign, now_ms),
             now_ms=now_ms,
         )

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from cmvoice._version import __version__
-from cmvoice.cli import calls, campaigns, services
+from cmvoice.cli import calls, campaigns, services, suppress
 from cmvoice.cli.rendering import err_console
 from cmvoice.errors import CmVoiceError
 
@@ -57,6 +57,7 @@ app.command()(services.receiver)
 app.command()(services.simulator)
 app.command()(services.dev)
 app.add_typer(campaigns.campaign_app, name="campaign")
+app.add_typer(suppress.suppress_app, name="suppress")
 
 
 def _is_redis_connection_error(exc: BaseException) -> bool:

@@ -17,7 +17,7 @@ from cmvoice.cli.rendering import (
     print_json,
     record_table,
 )
-from cmvoice.errors import NOTHING, InvalidInstruction
+from cmvoice.errors import NOTHING, CallNotAllowed, InvalidInstruction
 
 #: The options of ``send`` that set an instruction field, by CM's name of the field.
 SEND_OPTIONS = {
@@ -108,6 +108,18 @@ def send(
         list[str] | None,
         typer.Option("--field", "-f", help="Any other field as NAME=VALUE (JSON values ok)."),
     ] = None,
+    respect_window: Annotated[
+        bool,
+        typer.Option(
+            "--respect-window",
+            help="Wait for the calling window (CMVOICE_CALLING_WINDOW) in the callee's time "
+            "zone; by default a call you send now goes now.",
+        ),
+    ] = False,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(help="Not placed after this long (e.g. 5m): the call ends EXPIRED."),
+    ] = None,
 ) -> None:
     """Enqueue one call and print its instruction id.
 
@@ -139,15 +151,26 @@ def send(
             data[name] = json.loads(raw)
         except json.JSONDecodeError:
             data[name] = raw
+    expires_s = None
+    if expires_in is not None:
+        from cmvoice.config import parse_duration
+
+        try:
+            expires_s = parse_duration(expires_in)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--expires-in") from None
     try:
         instruction = parse_instruction(kind, data)
         # Only a valid call pays for the queue's imports (Celery, kombu, redis): a mistake is
         # reported at once.
         from cmvoice.producer import enqueue
 
-        ticket = enqueue(instruction)
+        ticket = enqueue(instruction, respect_window=respect_window, expires_in=expires_s)
     except InvalidInstruction as exc:
         print_field_errors(exc, hints=_missing_field_hints(exc))
+        raise typer.Exit(1) from None
+    except CallNotAllowed as refusal:
+        err_console.print(f"not sent: refused by rule {refusal.rule}: {refusal}", markup=False)
         raise typer.Exit(1) from None
     if not ticket.created:
         err_console.print(f"instruction {ticket.instruction_id} was already queued")

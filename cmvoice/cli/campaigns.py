@@ -63,6 +63,30 @@ def campaign_start(
             "--allow-duplicates", help="Dial every row, also a number the campaign already calls."
         ),
     ] = False,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="Calling window in each callee's local time, e.g. 09:00-20:00 "
+            "(default: CMVOICE_CALLING_WINDOW)."
+        ),
+    ] = None,
+    days: Annotated[
+        str | None,
+        typer.Option(
+            help="Calling days, e.g. mon-fri or mon,wed,fri (default: CMVOICE_CALLING_DAYS)."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="Deadline (ISO 8601, e.g. 2026-12-24T18:00Z): calls not placed by then "
+            "end EXPIRED."
+        ),
+    ] = None,
+    valid_for: Annotated[
+        str | None,
+        typer.Option(help="Deadline as a duration from now (8h, 90m) instead of --until."),
+    ] = None,
     resume: Annotated[
         str | None,
         typer.Option(
@@ -79,11 +103,16 @@ def campaign_start(
 
     from cmvoice.campaigns.enqueue import CampaignEnqueuer, EnqueueProgress
     from cmvoice.campaigns.model import EnqueueState
+    from cmvoice.rules.deadlines import deadline_ms
 
     store = _campaign_store()
     if resume is None:
         if kind is None:
             raise typer.BadParameter("required for a new campaign", param_hint="--kind")
+        try:
+            until_ms = deadline_ms(until, valid_for, store.ledger.server_time_ms())
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
         campaign = store.create(
             kind,
             file,
@@ -92,9 +121,20 @@ def campaign_start(
             rate=rate,
             allow_duplicates=allow_duplicates,
             errors_path=errors,
+            window=window,
+            days=days,
+            until_ms=until_ms,
         )
     else:
-        fixed = {"--template": template, "--name": name, "--rate": rate}
+        fixed = {
+            "--template": template,
+            "--name": name,
+            "--rate": rate,
+            "--window": window,
+            "--days": days,
+            "--until": until,
+            "--valid-for": valid_for,
+        }
         given = [option for option, value in fixed.items() if value is not None]
         if allow_duplicates:
             given.append("--allow-duplicates")

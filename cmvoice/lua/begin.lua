@@ -6,8 +6,11 @@
 -- ARGV[1] prefix, ARGV[2] id, ARGV[3] retention_s, ARGV[4] claim token, ARGV[5] lease_ms,
 -- ARGV[6] rate interval (µs), ARGV[7] longest rate wait of an interactive call (µs),
 -- ARGV[8] longest rate wait of a campaign call (µs), ARGV[9] slot limit, ARGV[10] slot lease ms,
--- ARGV[11] '1' to mark the record sent when no wait remains (else mark_sending does it).
--- An interval or slot limit of 0 means no such limit.
+-- ARGV[11] '1' to mark the record sent when no wait remains (else mark_sending does it),
+-- ARGV[12] calls allowed per number (campaign calls; 0 = no limit), ARGV[13] its window in ms,
+-- ARGV[14] the cooldown of a number between campaigns in ms (0 = none).
+-- An interval or slot limit of 0 means no such limit. A refusal by a calling rule ends the
+-- call FAILED with `refused_rule` set; the number is known by its keyed hash only.
 -- Returns {'go', wait_us, record...}, {'busy', state}, {'missing'}, {'wait', why}, or {'ended', state}.
 local prefix, id, retention = ARGV[1], ARGV[2], ARGV[3]
 local raw = redis.call('HGETALL', KEYS[1])
@@ -23,12 +26,21 @@ if not (state == 'QUEUED' or reclaim) then return {'busy', state} end
 -- A parked call goes only when the pacer releases it: a stray message for it changes nothing.
 if state == 'QUEUED' and (f['waiting'] or '') ~= '' then return {'busy', 'waiting: ' .. f['waiting']} end
 
-local function finish(new, why)
+local function finish(new, why, rule)
   redis.call('HSET', KEYS[1], 'last_error', why)
+  if rule then
+    redis.call('HSET', KEYS[1], 'refused_rule', rule)
+    if f['campaign_id'] then
+      redis.call('HINCRBY', prefix .. ':campaign:' .. f['campaign_id'] .. ':counts', 'rule:' .. rule, 1)
+    end
+  end
   move(prefix, KEYS[1], id, state, new, false, now, retention)
   free_slot(prefix, KEYS[3], id)
   redis.call('ZREM', prefix .. ':pacer:released', id)
-  return {'ended', new, why}
+  return {'ended', new, why, rule or ''}
+end
+local function refuse(rule, why)
+  return finish('FAILED', 'refused by rule ' .. rule .. ': ' .. why, rule)
 end
 local function wait(why, due_ms)
   if state ~= 'QUEUED' then move(prefix, KEYS[1], id, state, 'QUEUED', false, now, retention) end
@@ -39,7 +51,7 @@ local function wait(why, due_ms)
 end
 
 local expires = tonumber(f['expires_at'] or '')
-if expires and now >= expires then return finish('EXPIRED', 'not placed before its deadline') end
+if expires and now >= expires then return finish('EXPIRED', 'not placed before its deadline', 'deadline') end
 local account = redis.call('HMGET', KEYS[2], 'tat', 'refused_until')
 if tonumber(account[2] or '0') > now then
   return finish('FAILED', 'not sent: CM refused the product token minutes ago (fix CMVOICE_PRODUCT_TOKEN)')
@@ -49,6 +61,34 @@ if campaign then
   local status = redis.call('HGET', prefix .. ':campaign:' .. campaign, 'status')
   if status == 'cancelled' then return finish('CANCELLED', 'campaign cancelled') end
   if status == 'paused' then return wait('campaign paused', now) end
+end
+
+local number = f['number_hash']
+local number_calls, cooldown_key
+if number then
+  if redis.call('HEXISTS', prefix .. ':suppressed', number) == 1 then
+    return refuse('suppressed', 'the number is on the suppression (opt-out) list')
+  end
+  if campaign then
+    local cooldown = tonumber(ARGV[14])
+    if cooldown > 0 then
+      -- Any campaign's call to this number within the cooldown, but the same call's redials.
+      cooldown_key = prefix .. ':number:' .. number .. ':campaign'
+      local root = f['root_id'] or id
+      local by = redis.call('GET', cooldown_key)
+      if by and by ~= root then
+        return refuse('cooldown', 'a campaign called this number within CMVOICE_NUMBER_COOLDOWN')
+      end
+    end
+    local limit_n = tonumber(ARGV[12])
+    if limit_n > 0 then
+      number_calls = prefix .. ':number:' .. number
+      redis.call('ZREMRANGEBYSCORE', number_calls, '-inf', now - tonumber(ARGV[13]))
+      if redis.call('ZCARD', number_calls) >= limit_n then
+        return refuse('per_number_limit', 'the number was called as often as CMVOICE_PER_NUMBER_LIMIT allows')
+      end
+    end
+  end
 end
 
 local limit = tonumber(ARGV[9])
@@ -67,6 +107,13 @@ if wait_us > longest then return wait('a turn of the rate limit', now + math.flo
 local interval = tonumber(ARGV[6])
 if interval > 0 then redis.call('HSET', KEYS[2], 'tat', string.format('%d', tat + interval)) end
 if limit > 0 then redis.call('ZADD', KEYS[3], now + tonumber(ARGV[10]), id) end
+if number_calls then
+  redis.call('ZADD', number_calls, now, id)
+  redis.call('PEXPIRE', number_calls, tonumber(ARGV[13]))
+end
+if cooldown_key then
+  redis.call('SET', cooldown_key, f['root_id'] or id, 'PX', tonumber(ARGV[14]))
+end
 
 local lease = now + math.ceil(wait_us / 1000) + tonumber(ARGV[5])
 local gate_open = true

@@ -182,6 +182,11 @@ class CallingPolicy:
     def __str__(self) -> str:
         return f"{self.window} {format_days(self.days)}"
 
+    @property
+    def always_open(self) -> bool:
+        """Every hour of every day: no time zone can make it closed."""
+        return str(self.window) == "00:00-24:00" and len(self.days) == 7
+
     def open_on_wall_clock(self, local: datetime) -> bool:
         """Whether a local wall-clock reading (date and time of day) lies in an open window."""
         minute = local.hour * 60 + local.minute

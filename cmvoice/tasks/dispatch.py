@@ -14,11 +14,12 @@ import time
 from celery.signals import worker_ready
 
 from cmvoice.client import VoiceApiClient
-from cmvoice.errors import AuthenticationFailed, CallFailed, VoiceApiError
+from cmvoice.errors import AuthenticationFailed, CallFailed, CallNotAllowed, VoiceApiError
 from cmvoice.instructions import MODELS
 from cmvoice.ledger import CallState, Claim, Ended, Parked, SendDecision
 from cmvoice.privacy import mask_number
 from cmvoice.publishing import Lane, dispatch_later
+from cmvoice.rules.enforce import CallingRules
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.signing import callback_url
 from cmvoice.worker import DISPATCH_TASK, RETRY_ON_OUTAGE, app
@@ -57,6 +58,10 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
         logger.info("dispatch %s: already %s, nothing to do", instruction_id, outcome.value)
         return f"skipped: already {outcome.value}"
     claim = outcome
+    if claim.record.get("respect_window"):
+        held = _held_by_window(runtime, claim)
+        if held:
+            return held
     # Built before the rate wait, not after it: a first call that sets it up after its turn
     # would reach CM late and bunch up with the next one.
     client = runtime.voice_client
@@ -87,6 +92,29 @@ def _wait_turn(runtime: Runtime, claim: Claim) -> SendDecision:
     decision = runtime.ledger.mark_sending(claim, lease)
     assert isinstance(decision, SendDecision)
     return decision
+
+
+def _held_by_window(runtime: Runtime, claim: Claim) -> str:
+    """An interactive call that asked to respect the calling window, dispatched while it is
+    closed (a retry, a redial): back to Redis until it opens. Returns why, or ''."""
+    callee = str(claim.record.payload.get("callee", ""))
+    try:
+        delay_s, why = CallingRules(runtime).window_delay_s(callee, runtime.ledger.server_time_ms())
+    except CallNotAllowed as refusal:
+        runtime.ledger.fail(
+            claim.record.instruction_id,
+            f"refused by rule {refusal.rule}: {refusal.reason}",
+            claim=claim,
+            slots_key=runtime.limits.slots_key,
+        )
+        raise CallFailed(f"failed: refused by rule {refusal.rule}: {refusal.reason}") from None
+    if not delay_s:
+        return ""
+    runtime.ledger.release(
+        claim, due_in_s=delay_s, slots_key=runtime.limits.slots_key, fields={"held_by": why}
+    )
+    runtime.schedule.add(claim.record.instruction_id, delay_s)
+    return f"waiting: {why}"
 
 
 def _post(runtime: Runtime, client: VoiceApiClient, claim: Claim) -> str:

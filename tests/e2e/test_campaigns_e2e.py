@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
 import json
 import time
 from collections import Counter
@@ -20,13 +19,21 @@ import pytest
 import redis
 
 from cmvoice.campaigns import control
-from cmvoice.campaigns.enqueue import CampaignEnqueuer, EnqueueReport, start_campaign
-from cmvoice.campaigns.report import REPORT_COLUMNS, write_report
-from cmvoice.campaigns.store import CampaignStore
+from cmvoice.campaigns.enqueue import CampaignEnqueuer, start_campaign
+from cmvoice.campaigns.report import REPORT_COLUMNS
 from cmvoice.ledger import CallState
 from cmvoice.publishing import DispatchPublisher, Lane, dispatch_envelope
 from cmvoice.runtime import get_runtime
 from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, app
+from tests.support.campaigns import (
+    counts,
+    notification_campaign,
+    numbered_callees,
+    report_of,
+    sent_at_of_placed_calls,
+    store,
+    write_csv,
+)
 from tests.support.stack import CALLER, Stack, wait_for
 
 DTMF_TEMPLATE = {
@@ -42,50 +49,6 @@ DTMF_TEMPLATE = {
 def _errors_files_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Errors files default to the working directory: keep them out of the repository."""
     monkeypatch.chdir(tmp_path)
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def numbered_callees(count: int) -> list[str]:
-    # Endings 20..: the simulator answers them with code 10 (no redials).
-    return [f"+316123456{20 + n:02d}" for n in range(count)]
-
-
-def notification_campaign(tmp_path: Path, count: int, rate: str) -> EnqueueReport:
-    path = write_csv(tmp_path / "calls.csv", ["callee"], [[c] for c in numbered_callees(count)])
-    template = {"caller": CALLER, "prompt": "Your appointment is tomorrow at nine."}
-    return start_campaign(get_runtime(), path, "notification", template=template, rate=rate)
-
-
-def store() -> CampaignStore:
-    return CampaignStore(get_runtime())
-
-
-def counts(campaign_id: str) -> dict[str, int]:
-    progress = store().progress(campaign_id)
-    return {state.value: count for state, count in progress.counts.items()}
-
-
-def sent_at_of_placed_calls(stack: Stack) -> list[int]:
-    ledger = get_runtime().ledger
-    times = []
-    for call in stack.calls():
-        record = ledger.get(call["instruction-id"])
-        assert record is not None
-        times.append(record.get_int("sent_at"))
-    return times
-
-
-def report_of(campaign_id: str) -> list[dict[str, str]]:
-    out = io.StringIO()
-    write_report(store(), campaign_id, out)
-    return list(csv.DictReader(io.StringIO(out.getvalue())))
 
 
 def test_good_rows_are_dialed_once_and_bad_and_duplicate_rows_are_reported(

@@ -1,0 +1,91 @@
+"""The pacer's decisions, pure (no Redis): how many calls may go, how to share them between
+campaigns, which backlog groups' calling windows are open."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cmvoice.campaigns.model import ANY_ZONE
+from cmvoice.rules.windows import CallingPolicy
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many calls a step may release: what both the rate and the slots leave free."""
+
+    rate_room: int
+    slot_room: int
+    #: Seconds until the rate leaves room for more, when the rate is what binds.
+    rate_refill_s: float
+
+    @property
+    def calls(self) -> int:
+        return max(0, min(self.rate_room, self.slot_room))
+
+
+def plan_budget(
+    *,
+    now_us: int,
+    tat_us: int,
+    interval_us: int,
+    lead_us: int,
+    slot_limit: int,
+    slots_in_use: int,
+    released: int,
+) -> Budget:
+    """The budget of one step. ``tat_us`` is when the account's next rate turn is free; calls
+    released and not yet claimed will each take a turn and a slot when a worker claims them,
+    so they count as taken already. Nothing is released beyond ``lead_us`` ahead of now."""
+    ahead = max(tat_us - now_us, 0)
+    rate_room = (lead_us - ahead) // interval_us - released
+    # Wait until half the lead is free again: releases come in batches, not one per step.
+    refill_us = max(ahead + released * interval_us - lead_us // 2, 0)
+    slot_room = slot_limit - slots_in_use - released
+    return Budget(int(rate_room), int(slot_room), refill_us / 1_000_000)
+
+
+def campaign_room(*, now_us: int, tat_us: int, interval_us: int, lead_us: int) -> int:
+    """How many calls a campaign's own rate lets go within the lead (its ``--rate``)."""
+    ahead = max(tat_us - now_us, 0)
+    return max(0, (lead_us - ahead) // interval_us)
+
+
+def share_fairly(budget: int, capacities: Sequence[int], start: int = 0) -> list[int]:
+    """Split ``budget`` calls between campaigns one by one, round robin from ``start``, none
+    given more than its capacity (what its backlog holds due now, within its own rate)."""
+    shares = [0] * len(capacities)
+    remaining = budget
+    while remaining > 0:
+        given = 0
+        for offset in range(len(capacities)):
+            index = (start + offset) % len(capacities)
+            if remaining > 0 and shares[index] < capacities[index]:
+                shares[index] += 1
+                remaining -= 1
+                given += 1
+        if not given:
+            break
+    return shares
+
+
+def open_groups(
+    policy: CallingPolicy, groups: Sequence[str], now: datetime
+) -> tuple[list[str], datetime | None]:
+    """The backlog groups whose calling window is open now in all their time zones, and the
+    earliest moment a closed one opens (None when none opens within the horizon)."""
+    opened: list[str] = []
+    next_opening: datetime | None = None
+    for group in groups:
+        if group == ANY_ZONE or policy.always_open:
+            opened.append(group)
+            continue
+        zones = tuple(group.split("|"))
+        if policy.is_open(zones, now):
+            opened.append(group)
+            continue
+        opens = policy.next_open(zones, now)
+        if opens is not None and (next_opening is None or opens < next_opening):
+            next_opening = opens
+    return opened, next_opening

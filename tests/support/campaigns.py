@@ -1,0 +1,57 @@
+"""Campaign helpers the end-to-end tests share: files, the store, counters and reports."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from cmvoice.campaigns.enqueue import EnqueueReport, start_campaign
+from cmvoice.campaigns.report import write_report
+from cmvoice.campaigns.store import CampaignStore
+from cmvoice.runtime import get_runtime
+from tests.support.stack import CALLER, Stack
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def numbered_callees(count: int) -> list[str]:
+    # Endings 20..: the simulator answers them with code 10 (no redials).
+    return [f"+316123456{20 + n:02d}" for n in range(count)]
+
+
+def notification_campaign(tmp_path: Path, count: int, rate: str) -> EnqueueReport:
+    path = write_csv(tmp_path / "calls.csv", ["callee"], [[c] for c in numbered_callees(count)])
+    template = {"caller": CALLER, "prompt": "Your appointment is tomorrow at nine."}
+    return start_campaign(get_runtime(), path, "notification", template=template, rate=rate)
+
+
+def store() -> CampaignStore:
+    return CampaignStore(get_runtime())
+
+
+def counts(campaign_id: str) -> dict[str, int]:
+    progress = store().progress(campaign_id)
+    return {state.value: count for state, count in progress.counts.items()}
+
+
+def sent_at_of_placed_calls(stack: Stack) -> list[int]:
+    ledger = get_runtime().ledger
+    times = []
+    for call in stack.calls():
+        record = ledger.get(call["instruction-id"])
+        assert record is not None
+        times.append(record.get_int("sent_at"))
+    return times
+
+
+def report_of(campaign_id: str) -> list[dict[str, str]]:
+    out = io.StringIO()
+    write_report(store(), campaign_id, out)
+    return list(csv.DictReader(io.StringIO(out.getvalue())))
