@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from cmvoice import lua
+from cmvoice import lua, metrics
 from cmvoice.campaigns.model import CampaignStatus
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.config import parse_rate
@@ -289,6 +289,7 @@ class Pacer:
             campaign_id, CallState.EXPIRED, "not placed before the campaign's deadline"
         )
         self.redis.srem(self.keys.active_campaigns(), campaign_id)
+        metrics.count_refusal("deadline", expired)
         if expired:
             logger.info("campaign %s: deadline passed; %d calls expired", campaign_id, expired)
         return expired
