@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     max_rate_wait: Duration = 5.0
     pacer_lead: Duration = Field(default=0.5, gt=0, le=5)
     pacer: bool = True
+    # Monitoring
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Dispatch and retries
     dispatch_lease: Duration = 60.0
     slot_lease: Duration = 900.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import click
 import redis
 from celery import Celery
 from kombu import Queue
@@ -64,6 +65,23 @@ TASK_MODULES = [
 ]
 #: The pacer's loop runs in every worker, next to its consumer (one releases at a time).
 PACER_STEP = "cmvoice.tasks.pacing:PacerStep"
+#: Serves the worker's Prometheus metrics when a port is given (cmvoice/metrics.py).
+METRICS_STEP = "cmvoice.tasks.exporting:MetricsStep"
+#: Options of Celery's ``worker`` command that MetricsStep reads.
+METRICS_OPTIONS = (
+    click.Option(
+        ["--metrics-port"],
+        type=click.IntRange(1, 65535),
+        default=None,
+        help="Serve Prometheus metrics on this port (default: CMVOICE_WORKER_METRICS_PORT; "
+        "none: off).",
+    ),
+    click.Option(
+        ["--metrics-host"],
+        default=None,
+        help="Interface the metrics are served on (default: 127.0.0.1).",
+    ),
+)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -122,6 +140,8 @@ def create_app(settings_factory: Any = get_settings) -> Celery:
     celery_app = Celery("cmvoice", include=TASK_MODULES, set_as_current=True)
     celery_app.add_defaults(lambda: celery_config(settings_factory()))
     celery_app.steps["consumer"].add(PACER_STEP)
+    celery_app.steps["worker"].add(METRICS_STEP)
+    celery_app.user_options["worker"].update(METRICS_OPTIONS)
     return celery_app
 
 

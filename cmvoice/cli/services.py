@@ -62,6 +62,7 @@ RETRY_AFTER_S = lazy_default("cmvoice.simulator.faults", "DEFAULT_RETRY_AFTER_S"
 HOLD_S = lazy_default("cmvoice.simulator.faults", "DEFAULT_HOLD_S")
 TIMEOUT_PLACES_CALL = lazy_default("cmvoice.simulator.faults", "DEFAULT_TIMEOUT_PLACES_CALL")
 FLOWER_PORT = lazy_default("cmvoice.dev", "DEFAULT_FLOWER_PORT")
+METRICS_HOST = lazy_default("cmvoice.metrics", "DEFAULT_METRICS_HOST")
 DEMO_TIMEOUT_S = lazy_default("cmvoice.dev", "DEFAULT_DEMO_TIMEOUT_S")
 
 
@@ -113,6 +114,19 @@ def worker(
         bool, typer.Option("--beat", "-B", help="Also run the reconciler's periodic schedule.")
     ] = False,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics on this port (default: CMVOICE_WORKER_METRICS_PORT; "
+            "none: off).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Interface the metrics are served on.")
+    ] = METRICS_HOST,
 ) -> None:
     """Start a Celery worker (thread pool). Other options are passed on to Celery."""
     from cmvoice.runtime import get_runtime
@@ -127,7 +141,9 @@ def worker(
             wanted = [*ALL_QUEUES, settings.result_queue] if include else list(ALL_QUEUES)
             queues = ",".join(dict.fromkeys(wanted))
         argv = ["worker", "--pool", "threads", "--concurrency", str(concurrency)]
-        argv += ["--queues", queues, "--loglevel", loglevel]
+        argv += ["--queues", queues, "--loglevel", loglevel, "--metrics-host", metrics_host]
+        if metrics_port is not None:
+            argv += ["--metrics-port", str(metrics_port)]
         if include:
             argv += ["--include", ",".join(include)]
         if beat:

@@ -13,6 +13,7 @@ import time
 
 from celery.signals import worker_ready
 
+from cmvoice import metrics
 from cmvoice.client import VoiceApiClient
 from cmvoice.errors import AuthenticationFailed, CallFailed, CallNotAllowed, VoiceApiError
 from cmvoice.instructions import MODELS
@@ -50,6 +51,8 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
         # It waits in Redis (its campaign's backlog or the waiting room), not in the broker.
         return f"waiting: {outcome.why}"
     if isinstance(outcome, Ended):
+        if outcome.state is CallState.EXPIRED:
+            metrics.count_refusal("deadline")
         if outcome.state is CallState.FAILED:
             raise CallFailed(f"failed: {outcome.why}")
         return f"{outcome.state.value.lower()}: {outcome.why}"
@@ -65,7 +68,9 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
     # Built before the rate wait, not after it: a first call that sets it up after its turn
     # would reach CM late and bunch up with the next one.
     client = runtime.voice_client
-    if not claim.sending:
+    if claim.sending:
+        metrics.observe_rate_wait(0.0)
+    else:
         decision = _wait_turn(runtime, claim)
         if decision is not SendDecision.SENDING:
             if decision is SendDecision.LOST:
@@ -81,13 +86,17 @@ def _wait_turn(runtime: Runtime, claim: Claim) -> SendDecision:
     settings = runtime.settings
     lease = settings.connect_timeout + settings.http_timeout + settings.dispatch_lease
     wait_s = claim.wait_s
+    slept_s = 0.0
     for _ in range(MAX_GATE_WAITS):
         if wait_s > 0:
             time.sleep(wait_s)
+            slept_s += wait_s
         decision = runtime.ledger.mark_sending(claim, lease, runtime.limits)
         if isinstance(decision, SendDecision):
+            metrics.observe_rate_wait(slept_s)
             return decision
         wait_s = decision
+    metrics.observe_rate_wait(slept_s)
     # The turn was reserved, so more waits only mean clocks gone wrong: go anyway.
     decision = runtime.ledger.mark_sending(claim, lease)
     assert isinstance(decision, SendDecision)
@@ -133,6 +142,7 @@ def _post(runtime: Runtime, client: VoiceApiClient, claim: Claim) -> str:
         return _after_error(runtime, claim, exc, callee)
     call_id = answers[0].call_id
     runtime.ledger.placed(claim, call_id)
+    metrics.count_placed(record.kind)
     logger.info("dispatch %s: placed %s call to %s as %s", iid, record.kind, callee, call_id)
     return f"placed call {call_id}"
 
@@ -141,6 +151,7 @@ def _after_error(runtime: Runtime, claim: Claim, exc: VoiceApiError, callee: str
     iid = claim.record.instruction_id
     slots = runtime.limits.slots_key
     decision = runtime.retry_policy.decide(exc, claim.record.attempts)
+    metrics.count_failure(exc, decision.action)
     if decision.action == "retry":
         lane = Lane.of(claim.record.campaign_id)
         # A campaign's retry waits in its backlog (the pacer applies its rate and windows to

@@ -11,6 +11,7 @@ import logging
 import uuid
 from typing import Any
 
+from cmvoice import metrics
 from cmvoice.config import Settings
 from cmvoice.delivery import outbox_member, stored_message
 from cmvoice.errors import InvalidEvent
@@ -131,6 +132,7 @@ def handle_event(runtime: Runtime, data: dict[str, Any]) -> str:
             return "refused: the call-id is not the one CM gave"
         # A duplicate callback or a redelivered task: the first one did the rest.
         return f"{recorded.value}: nothing changed"
+    metrics.count_outcome(code)
     if next_id and not record.campaign_id and settings.redial_delay <= MAX_COUNTDOWN_S:
         # A longer wait is in the Redis schedule already (finish.lua); a short one is a
         # countdown. Lost, the reconciler finds the redial QUEUED and overdue.

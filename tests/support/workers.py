@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,18 @@ class WorkerProcess:
     """``cmvoice worker`` as a child process; ``kill()`` is a SIGKILL, as a crash would be."""
 
     def __init__(
-        self, settings: dict[str, Any], log_path: Path, *, concurrency: int = 8, name: str = "w"
+        self,
+        settings: dict[str, Any],
+        log_path: Path,
+        *,
+        concurrency: int = 8,
+        name: str = "w",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.log_path = log_path
         self.name = name
         args = [CMVOICE, "worker", "--concurrency", str(concurrency), "--loglevel", "info"]
-        args += ["--hostname", f"{name}@%h", "--without-gossip", "--without-mingle"]
+        args += ["--hostname", f"{name}@%h", "--without-gossip", "--without-mingle", *extra_args]
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             args, env=worker_env(settings), stdout=self._log, stderr=subprocess.STDOUT

@@ -65,3 +65,20 @@ def test_the_command_loads_what_a_command_needs_only_when_it_runs() -> None:
 
     # Then no command's own dependencies were loaded: each command imports its own
     assert loaded == []
+
+
+def test_the_metrics_module_loads_prometheus_only_when_a_metric_is_counted() -> None:
+    # Given a fresh interpreter
+    # When the module the dispatch path and the calling rules count with is imported
+    imported = loaded_after(
+        "import cmvoice.metrics", watched=(*QUEUE_MACHINERY, "prometheus_client", "pydantic")
+    )
+    # and when a refusal is counted with it
+    counted = loaded_after(
+        "import cmvoice.metrics\ncmvoice.metrics.count_refusal('country')",
+        watched=(*QUEUE_MACHINERY, "prometheus_client"),
+    )
+
+    # Then importing it costs nothing of Prometheus, Redis or Celery; counting loads Prometheus
+    assert imported == []
+    assert counted == ["prometheus_client"]
