@@ -88,6 +88,10 @@ class Keys:
         """Hash: keyed hash of each suppressed number -> its masked form and when it was added."""
         return self._key("suppressed")
 
+    def refusals(self) -> str:
+        """Hash: calls refused by each calling rule, across every process (the metrics)."""
+        return self._key("refusals")
+
     def number(self, number_hash: str, part: str = "") -> str:
         """Sorted set: a number's recent calls (per-number limit); ``:campaign`` its cooldown."""
         if part:

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 from cmvoice.errors import (
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from prometheus_client import CollectorRegistry, Counter, Histogram
-    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.registry import Collector
 
     from cmvoice.runtime import Runtime
@@ -56,8 +57,15 @@ RATE_WAIT_BUCKETS = (0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 #: Ledger states of calls in flight: claimed, placed and waiting for the callback, or unknown.
 IN_FLIGHT_STATES = ("DISPATCHING", "PLACED", "UNKNOWN")
 #: What a backlogged call waits for: ``ready`` nothing but the pacer (due now, its campaign
-#: running), ``scheduled`` its due time (a retry, a redial), ``paused`` its campaign.
-BACKLOG_STATUSES = ("ready", "scheduled", "paused")
+#: running), ``scheduled`` its due time (a retry, a redial), ``window`` its calling window to
+#: open, ``paused`` its campaign.
+BACKLOG_STATUSES = ("ready", "scheduled", "window", "paused")
+#: The refusals by rule, counted in Redis by every process that refuses (producers, campaign
+#: starts, workers), exposed by every worker: aggregate them with max, not sum.
+REFUSALS = (
+    "cmvoice_calls_refused",
+    "Calls a calling rule refused or ended, by rule (all processes)",
+)
 
 #: The gauges read from Redis at scrape time: name, help, labels.
 LEDGER_GAUGES = (
@@ -126,12 +134,6 @@ class WorkerMetrics:
             ["reason"],
             registry=self.registry,
         )
-        self.calls_refused: Counter = Counter(
-            "cmvoice_calls_refused_total",
-            "Calls a calling rule refused or ended, by rule",
-            ["rule"],
-            registry=self.registry,
-        )
         self.rate_wait: Histogram = Histogram(
             "cmvoice_rate_wait_seconds",
             "Seconds a dispatch slept for its rate turn and at the send gate",
@@ -150,8 +152,6 @@ class WorkerMetrics:
             self.calls_placed.labels(kind=kind)
         for reason in FAILURE_REASONS:
             self.dispatch_failures.labels(reason=reason)
-        for rule in REFUSAL_RULES:
-            self.calls_refused.labels(rule=rule)
         for code in (*RESULT_CODES, OTHER):
             self.outcomes.labels(code=str(code))
         self.ledger_gauges = LedgerGauges(runtime_factory)
@@ -162,9 +162,6 @@ class WorkerMetrics:
 
     def count_failure(self, exc: VoiceApiError, action: str) -> None:
         self.dispatch_failures.labels(reason=failure_reason(exc, action)).inc()
-
-    def count_refusal(self, rule: str, calls: int = 1) -> None:
-        self.calls_refused.labels(rule=_bounded(rule, REFUSAL_RULES)).inc(calls)
 
     def observe_rate_wait(self, seconds: float) -> None:
         self.rate_wait.observe(seconds)
@@ -177,7 +174,6 @@ class WorkerMetrics:
         families = [
             *self.calls_placed.describe(),
             *self.dispatch_failures.describe(),
-            *self.calls_refused.describe(),
             *self.rate_wait.describe(),
             *self.outcomes.describe(),
             *self.ledger_gauges.describe(),
@@ -193,6 +189,7 @@ class LedgerState:
     backlog: dict[tuple[str, str], int] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)
     token_refused: bool = False
+    refusals: dict[str, int] = field(default_factory=dict)
 
 
 class LedgerGauges:
@@ -203,14 +200,16 @@ class LedgerGauges:
     def __init__(self, runtime_factory: Callable[[], Runtime]) -> None:
         self.runtime_factory = runtime_factory
 
-    def describe(self) -> list[GaugeMetricFamily]:
-        from prometheus_client.core import GaugeMetricFamily
+    def describe(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        return [
+        families: list[GaugeMetricFamily | CounterMetricFamily] = [
             GaugeMetricFamily(name, doc, labels=list(labels)) for name, doc, labels in LEDGER_GAUGES
         ]
+        families.append(CounterMetricFamily(*REFUSALS, labels=["rule"]))
+        return families
 
-    def collect(self) -> list[GaugeMetricFamily]:
+    def collect(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
         import redis
 
         runtime = self.runtime_factory()
@@ -232,12 +231,16 @@ class LedgerGauges:
         for name, calls in state.in_flight.items():
             families["cmvoice_calls_in_flight"].add_metric([name], calls)
         families["cmvoice_token_refused"].add_metric([], 1 if state.token_refused else 0)
+        for rule in REFUSAL_RULES:
+            families[REFUSALS[0]].add_metric([rule], state.refusals.get(rule, 0))
         return list(families.values())
 
 
 def read_ledger_state(runtime: Runtime) -> LedgerState:
     """The counts behind the gauges: one pipeline, plus two when campaigns are active."""
+    from cmvoice.campaigns.plan import open_groups
     from cmvoice.replies import as_int, as_text
+    from cmvoice.rules.windows import CallingPolicy
 
     keys = runtime.keys
     pipe = runtime.redis.pipeline(transaction=False)
@@ -247,13 +250,15 @@ def read_ledger_state(runtime: Runtime) -> LedgerState:
     pipe.llen(keys.interactive_waiting())
     for name in IN_FLIGHT_STATES:
         pipe.zcard(keys.state_index(name))
+    pipe.hgetall(keys.refusals())
     pipe.smembers(keys.active_campaigns())
-    (seconds, micros), refused_until, slots, waiting, *in_flight, active = pipe.execute()
+    (seconds, micros), refused_until, slots, waiting, *in_flight, refusals, active = pipe.execute()
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     state = LedgerState(
         slots_in_use=int(slots),
         in_flight=dict(zip(IN_FLIGHT_STATES, map(int, in_flight), strict=True)),
         token_refused=as_int(refused_until) > now_ms,
+        refusals={_bounded(as_text(rule), REFUSAL_RULES): int(n) for rule, n in refusals.items()},
     )
     # The waiting room holds only calls that may go now; a campaign's may wait for more.
     state.backlog = {("interactive", "ready"): int(waiting)}
@@ -263,25 +268,32 @@ def read_ledger_state(runtime: Runtime) -> LedgerState:
         return state
     pipe = runtime.redis.pipeline(transaction=False)
     for campaign_id in campaign_ids:
-        pipe.hget(keys.campaign(campaign_id), "status")
+        pipe.hmget(keys.campaign(campaign_id), "status", "window", "days")
         pipe.smembers(keys.campaign(campaign_id, "groups"))
     replies = pipe.execute()
-    backlogs: list[tuple[str, str]] = []
+    backlogs: list[tuple[str, bool]] = []
+    now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+    settings = runtime.settings
     pipe = runtime.redis.pipeline(transaction=False)
     for index, campaign_id in enumerate(campaign_ids):
-        status = as_text(replies[2 * index] or b"")
-        for group in sorted(as_text(group) for group in replies[2 * index + 1]):
-            backlogs.append((campaign_id, status))
+        status, window, days = (as_text(value or b"") for value in replies[2 * index])
+        groups = sorted(as_text(group) for group in replies[2 * index + 1])
+        policy = CallingPolicy.parse(
+            window or settings.calling_window, days or settings.calling_days
+        )
+        opened = set(open_groups(policy, groups, now)[0])
+        for group in groups:
+            backlogs.append((status, group in opened))
             key = keys.backlog(campaign_id, group)
             pipe.zcount(key, "-inf", now_ms)
             pipe.zcard(key)
     counts = iter(pipe.execute())
-    for _, status in backlogs:
+    for status, window_open in backlogs:
         due_now, total = int(next(counts)), int(next(counts))
         if status == "paused":
             state.backlog[("campaign", "paused")] += total
         elif status == "running":
-            state.backlog[("campaign", "ready")] += due_now
+            state.backlog[("campaign", "ready" if window_open else "window")] += due_now
             state.backlog[("campaign", "scheduled")] += total - due_now
     return state
 
@@ -340,11 +352,6 @@ def count_placed(kind: str) -> None:
 def count_failure(exc: VoiceApiError, action: str) -> None:
     """A POST to CM failed with ``exc``; ``action`` is the RetryPolicy's decision."""
     worker_metrics().count_failure(exc, action)
-
-
-def count_refusal(rule: str, calls: int = 1) -> None:
-    """A calling rule (one of REFUSAL_RULES) refused or ended ``calls`` calls."""
-    worker_metrics().count_refusal(rule, calls)
 
 
 def observe_rate_wait(seconds: float) -> None:

@@ -457,6 +457,7 @@ class CampaignEnqueuer:
         pipe.hincrby(key, "refused", sum(batch.refused.values()))
         for rule, count in batch.refused.items():
             pipe.hincrby(store.key(cid, "counts"), f"rule:{rule}", count)
+            pipe.hincrby(store.keys.refusals(), rule, count)
         pipe.hset(key, mapping={"checkpoint_line": last_line, "checkpoint_offset": offset_bytes})
         store.touch(cid, pipe)
         results = pipe.execute()

@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from cmvoice import lua, metrics
+from cmvoice import lua
 from cmvoice.campaigns.model import CampaignStatus
 from cmvoice.campaigns.plan import Budget, campaign_room, open_groups, plan_budget, share_fairly
 from cmvoice.campaigns.store import CampaignStore
@@ -247,9 +247,11 @@ class Pacer:
             campaign_id, CallState.EXPIRED, "not placed before the campaign's deadline"
         )
         self.redis.srem(self.keys.active_campaigns(), campaign_id)
-        metrics.count_refusal("deadline", expired)
         if expired:
-            self.redis.hincrby(self.keys.campaign(campaign_id, "counts"), "rule:deadline", expired)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hincrby(self.keys.campaign(campaign_id, "counts"), "rule:deadline", expired)
+            pipe.hincrby(self.keys.refusals(), "deadline", expired)
+            pipe.execute()
             logger.info("campaign %s: deadline passed; %d calls expired", campaign_id, expired)
         return expired
 

@@ -30,6 +30,7 @@ local function finish(new, why, rule)
   redis.call('HSET', KEYS[1], 'last_error', why)
   if rule then
     redis.call('HSET', KEYS[1], 'refused_rule', rule)
+    redis.call('HINCRBY', prefix .. ':refusals', rule, 1)
     if f['campaign_id'] then
       redis.call('HINCRBY', prefix .. ':campaign:' .. f['campaign_id'] .. ':counts', 'rule:' .. rule, 1)
     end

@@ -77,6 +77,18 @@ class CallingRules:
     def allowed_countries(self) -> frozenset[str]:
         return frozenset(self.settings.allowed_countries)
 
+    def refuse(self, rule: str, reason: str, e164: str) -> CallNotAllowed:
+        """The refusal to raise, counted by rule (in Redis: every process's refusals)."""
+        self.runtime.redis.hincrby(self.keys.refusals(), rule, 1)
+        return CallNotAllowed(rule, reason, value=mask_number(e164))
+
+    def count_refused(self, refused: dict[str, int]) -> None:
+        """Count refusals made elsewhere (a campaign's rows, expired backlogs)."""
+        pipe = self.runtime.redis.pipeline(transaction=False)
+        for rule, calls in refused.items():
+            pipe.hincrby(self.keys.refusals(), rule, calls)
+        pipe.execute()
+
     def country_error(self, e164: str) -> FieldError | None:
         """The refusal of a number outside CMVOICE_ALLOWED_COUNTRIES, or None."""
         if country_allowed(e164, self.allowed_countries):
@@ -98,7 +110,7 @@ class CallingRules:
         known = facts(self.runtime, e164)
         problem = self.country_error(e164)
         if problem is not None:
-            raise CallNotAllowed(COUNTRY, problem.rule.split(": ", 1)[1], value=problem.value)
+            raise self.refuse(COUNTRY, problem.rule.split(": ", 1)[1], e164)
         limit = self.settings.per_number_limit
         verdict = self._admit(
             keys=[self.keys.suppressed(), self.keys.number(known.number_hash)],
@@ -135,15 +147,12 @@ class CallingRules:
         policy = self.settings.calling_policy
         zones = zones_for_number(e164)
         if not zones:
-            raise CallNotAllowed(WINDOW, NO_ZONE, value=mask_number(e164))
+            raise self.refuse(WINDOW, NO_ZONE, e164)
         now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
         opens = policy.next_open(zones, now)
         if opens is None:
-            raise CallNotAllowed(
-                WINDOW,
-                f"the window {policy} is never open in all of the number's time zones at once",
-                value=mask_number(e164),
-            )
+            reason = f"the window {policy} is never open in all of the number's time zones at once"
+            raise self.refuse(WINDOW, reason, e164)
         delay = max((opens - now).total_seconds(), 0.0)
         return delay, describe_wait(policy, zones, now) if delay else ""
 

@@ -51,8 +51,6 @@ def dispatch_instruction(runtime: Runtime, instruction_id: str) -> str:
         # It waits in Redis (its campaign's backlog or the waiting room), not in the broker.
         return f"waiting: {outcome.why}"
     if isinstance(outcome, Ended):
-        if outcome.state is CallState.EXPIRED:
-            metrics.count_refusal("deadline")
         if outcome.state is CallState.FAILED:
             raise CallFailed(f"failed: {outcome.why}")
         return f"{outcome.state.value.lower()}: {outcome.why}"

@@ -73,9 +73,9 @@ def test_the_metrics_module_loads_prometheus_only_when_a_metric_is_counted() -> 
     imported = loaded_after(
         "import cmvoice.metrics", watched=(*QUEUE_MACHINERY, "prometheus_client", "pydantic")
     )
-    # and when a refusal is counted with it
+    # and when a placed call is counted with it
     counted = loaded_after(
-        "import cmvoice.metrics\ncmvoice.metrics.count_refusal('country')",
+        "import cmvoice.metrics\ncmvoice.metrics.count_placed('otp')",
         watched=(*QUEUE_MACHINERY, "prometheus_client"),
     )
 

@@ -66,15 +66,13 @@ def test_values_outside_the_known_ones_are_counted_as_other() -> None:
     # Given a worker's metrics
     metrics = WorkerMetrics()
 
-    # When a kind, a result code and a rule nobody listed are counted
+    # When a kind and a result code nobody listed are counted
     metrics.count_placed("fax")
     metrics.count_outcome(42)
-    metrics.count_refusal("whim", calls=2)
 
     # Then they land in `other`, so the number of series stays bounded
     assert counted(metrics.calls_placed, kind="other") == 1
     assert counted(metrics.outcomes, code="other") == 1
-    assert counted(metrics.calls_refused, rule="other") == 2
     assert counted(metrics.outcomes, code="10") == 0
 
 
@@ -82,8 +80,7 @@ def test_every_known_label_value_is_exposed_at_zero_before_anything_happens() ->
     # Given a worker that has done nothing yet
     metrics = WorkerMetrics()
 
-    # Then every kind, reason, rule and code already has its series (rate() needs a start)
+    # Then every kind, reason and code already has its series (rate() needs a start)
     assert counted(metrics.calls_placed, kind="dtmf") == 0
     assert counted(metrics.dispatch_failures, reason="unknown") == 0
-    assert counted(metrics.calls_refused, rule="per_number_limit") == 0
     assert counted(metrics.outcomes, code="9") == 0
