@@ -66,6 +66,25 @@ def campaigns_router(runtime_factory: Callable[[], Runtime], starts: CampaignSta
     def store() -> CampaignStore:
         return CampaignStore(runtime_factory())
 
+    def known(campaign_id: str) -> CampaignStore:
+        """The store, once the campaign is known to be in it (else 404)."""
+        campaigns = store()
+        if campaigns.find(campaign_id) is None:
+            raise problem(404, "campaign_id", "no such campaign (unknown, or expired)", campaign_id)
+        return campaigns
+
+    def act(
+        action: Callable[[CampaignStore, str], Any], campaign_id: str
+    ) -> tuple[Any, dict[str, Any]]:
+        """A control's result on a known campaign, and the campaign's status after it."""
+        campaigns = known(campaign_id)
+        try:
+            result = action(campaigns, campaign_id)
+        except CampaignError as exc:
+            status = str(campaigns.status_of(campaign_id) or "")
+            raise problem(409, "status", str(exc), status) from None
+        return result, campaigns.progress(campaign_id).to_dict()
+
     @router.post(
         "",
         status_code=202,
@@ -112,9 +131,7 @@ def campaigns_router(runtime_factory: Callable[[], Runtime], starts: CampaignSta
     def campaign_status(campaign_id: str) -> dict[str, Any]:
         """Rows read, enqueued, invalid and duplicates; calls by state and result code;
         backlog, calls in flight and done; calls per minute and the estimated time left."""
-        campaigns = store()
-        _existing(campaigns, campaign_id)
-        return campaigns.progress(campaign_id).to_dict()
+        return known(campaign_id).progress(campaign_id).to_dict()
 
     @router.post(
         "/{campaign_id}/pause",
@@ -123,10 +140,8 @@ def campaigns_router(runtime_factory: Callable[[], Runtime], starts: CampaignSta
     )
     def pause_campaign(campaign_id: str) -> dict[str, Any]:
         """Takes effect at once for every worker; calls already ringing finish."""
-        campaigns = store()
-        _existing(campaigns, campaign_id)
-        _control(control.pause, campaigns, campaign_id)
-        return campaigns.progress(campaign_id).to_dict()
+        _, status = act(control.pause, campaign_id)
+        return status
 
     @router.post(
         "/{campaign_id}/resume",
@@ -134,10 +149,8 @@ def campaigns_router(runtime_factory: Callable[[], Runtime], starts: CampaignSta
         summary="Send its calls again",
     )
     def resume_campaign(campaign_id: str) -> dict[str, Any]:
-        campaigns = store()
-        _existing(campaigns, campaign_id)
-        _control(control.resume, campaigns, campaign_id)
-        return campaigns.progress(campaign_id).to_dict()
+        _, status = act(control.resume, campaign_id)
+        return status
 
     @router.post(
         "/{campaign_id}/cancel",
@@ -146,10 +159,8 @@ def campaigns_router(runtime_factory: Callable[[], Runtime], starts: CampaignSta
     )
     def cancel_campaign(campaign_id: str) -> dict[str, Any]:
         """Queued calls become CANCELLED and are never sent; calls already placed finish."""
-        campaigns = store()
-        _existing(campaigns, campaign_id)
-        cancelled, _ = _control(control.cancel, campaigns, campaign_id)
-        return {**campaigns.progress(campaign_id).to_dict(), "cancelled_calls": cancelled}
+        (cancelled, _), status = act(control.cancel, campaign_id)
+        return {**status, "cancelled_calls": cancelled}
 
     @router.get(
         "/{campaign_id}/report",
@@ -162,10 +173,8 @@ def campaigns_router(runtime_factory: Callable[[], Runtime], starts: CampaignSta
     )
     def campaign_report(campaign_id: str) -> StreamingResponse:
         """Streamed as it is read from Redis; numbers masked."""
-        campaigns = store()
-        _existing(campaigns, campaign_id)
         return StreamingResponse(
-            _csv_text(campaigns, campaign_id),
+            _csv_text(known(campaign_id), campaign_id),
             media_type="text/csv; charset=utf-8",
             headers={
                 "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-report.csv"'
@@ -215,18 +224,6 @@ def _create_from(
 def _without_path(message: str, path: Path) -> str:
     """A store's message on one line, without the server's path of the upload."""
     return " ".join(message.replace(f"{path}: ", "").replace(str(path), "the file").split())
-
-
-def _existing(store: CampaignStore, campaign_id: str) -> None:
-    if store.find(campaign_id) is None:
-        raise problem(404, "campaign_id", "no such campaign (unknown, or expired)", campaign_id)
-
-
-def _control(action: Callable[[CampaignStore, str], Any], store: CampaignStore, cid: str) -> Any:
-    try:
-        return action(store, cid)
-    except CampaignError as exc:
-        raise problem(409, "status", str(exc), str(store.status_of(cid) or "")) from None
 
 
 def _csv_text(store: CampaignStore, campaign_id: str) -> Iterator[str]:
