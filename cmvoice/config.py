@@ -35,6 +35,8 @@ DEFAULT_API_URL = "https://api.cm.com/voiceapi/v2"
 DEFAULT_EMBEDDED_REDIS_PORT = 16379
 #: Where the receiver listens by default, and so where the callback URLs point.
 DEFAULT_RECEIVER_PORT = 8090
+#: Shortest API key accepted: a key is a password a web app sends with every request.
+MIN_API_KEY_CHARS = 16
 
 _UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
@@ -94,6 +96,11 @@ def _optional_rate(value: object) -> object:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off", "none")):
         return None
     return parse_rate(value)
+
+
+def _split_secret(value: str) -> list[str]:
+    """The comma-separated items of a secret setting, trimmed (a list of keys)."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _split_list(value: object) -> object:
@@ -170,6 +177,8 @@ class Settings(BaseSettings):
     # Flower
     flower_user: str = "admin"
     flower_password: SecretStr | None = None
+    # HTTP API
+    api_keys: SecretStr | None = None
 
     @field_validator("product_token")
     @classmethod
@@ -205,12 +214,30 @@ class Settings(BaseSettings):
         """The calling window and days of every campaign call that sets none of its own."""
         return CallingPolicy.parse(self.calling_window, self.calling_days)
 
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys_are_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and any(
+            len(key) < MIN_API_KEY_CHARS for key in _split_secret(value.get_secret_value())
+        ):
+            raise ValueError(
+                f"each key must be at least {MIN_API_KEY_CHARS} characters (make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
+
+    @property
+    def accepted_api_keys(self) -> list[str]:
+        """The keys ``cmvoice api`` accepts (comma-separated in CMVOICE_API_KEYS), so a new key
+        can be added before the old one is removed."""
+        return [] if self.api_keys is None else _split_secret(self.api_keys.get_secret_value())
+
     @property
     def encryption_keys(self) -> list[str]:
         """The Fernet keys, newest first (comma-separated in CMVOICE_ENCRYPTION_KEY)."""
         if self.encryption_key is None:
             return []
-        return [k.strip() for k in self.encryption_key.get_secret_value().split(",") if k.strip()]
+        return _split_secret(self.encryption_key.get_secret_value())
 
     @property
     def broker_is_ledger_redis(self) -> bool:

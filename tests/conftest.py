@@ -17,7 +17,11 @@ import redis
 from cmvoice.embedded_redis import EmbeddedRedis, free_port
 from tests.support.stack import TEST_SECRET, Stack
 
-pytest_plugins = ["tests.support.simulator_fixtures", "tests.support.browser"]
+pytest_plugins = [
+    "tests.support.simulator_fixtures",
+    "tests.support.browser",
+    "tests.support.api_fixtures",
+]
 
 _REDIS_PORT = free_port()
 os.environ["CMVOICE_BROKER_URL"] = f"redis://127.0.0.1:{_REDIS_PORT}/0"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import heapq
+import io
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
-from cmvoice.campaigns.model import RowOutcome, spreadsheet_safe
-from cmvoice.campaigns.store import CampaignStore
+from cmvoice.campaigns.model import RowOutcome, chunks, spreadsheet_safe
+from cmvoice.campaigns.store import CHUNK, CampaignStore
 from cmvoice.privacy import mask_number
 from cmvoice.records import attempt_chains
 
@@ -78,13 +79,27 @@ def write_report(
     store: CampaignStore, campaign_id: str, out: TextIO, *, unmask: bool = False
 ) -> int:
     """Write the report as CSV to ``out``; returns the number of rows written."""
-    writer = csv.writer(out)
-    writer.writerow(REPORT_COLUMNS)
     count = 0
-    for row in report_rows(store, campaign_id, unmask=unmask):
-        writer.writerow(row.cells())
-        count += 1
+    for text, rows in report_csv_chunks(store, campaign_id, unmask=unmask):
+        out.write(text)
+        count += rows
     return count
+
+
+def report_csv_chunks(
+    store: CampaignStore, campaign_id: str, *, unmask: bool = False, rows_per_chunk: int = CHUNK
+) -> Iterator[tuple[str, int]]:
+    """The report as CSV text in pieces, each with its number of rows: the header, then up to
+    ``rows_per_chunk`` rows at a time. What ``write_report`` writes, and the API streams."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(REPORT_COLUMNS)
+    yield buffer.getvalue(), 0
+    for rows in chunks(report_rows(store, campaign_id, unmask=unmask), rows_per_chunk):
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows(row.cells() for row in rows)
+        yield buffer.getvalue(), len(rows)
 
 
 def _call_rows(

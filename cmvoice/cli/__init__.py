@@ -54,6 +54,7 @@ app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options"
     services.worker
 )
 app.command()(services.receiver)
+app.command()(services.api)
 app.command()(services.simulator)
 app.command()(services.dev)
 app.add_typer(campaigns.campaign_app, name="campaign")

@@ -283,18 +283,51 @@ def campaign_cancel(campaign_id: CampaignId) -> None:
 def campaign_report(
     campaign_id: CampaignId,
     out: Annotated[
-        str, typer.Option("--out", "-o", help="The CSV file to write; - for standard output.")
-    ],
+        str | None,
+        typer.Option("--out", "-o", help="The CSV file to write; - for standard output."),
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", help="Also (or instead) write the campaign page: one self-contained file."
+        ),
+    ] = None,
     unmask: Annotated[
         bool,
         typer.Option("--unmask", help="Full phone numbers (personal data!) instead of masked."),
     ] = False,
 ) -> None:
-    """One CSV row per row of the file: state, attempts, result code, digits, times, error."""
-    from cmvoice.campaigns.report import write_report
-
+    """One CSV row per row of the file (state, attempts, result code, digits, times, error),
+    and/or the campaign page with its charts as an HTML file (--html)."""
     store = _campaign_store()
     store.get(campaign_id)
+    if out is None and html is None:
+        raise typer.BadParameter(
+            "give --out FILE.csv, --html FILE.html, or both", param_hint="--out"
+        )
+    if html is not None:
+        _write_page(store, campaign_id, html)
+    if out is not None:
+        _write_csv_report(store, campaign_id, out, unmask=unmask)
+
+
+def _write_page(store: CampaignStore, campaign_id: str, path: Path) -> None:
+    from cmvoice.reporting.from_redis import campaign_page_view
+    from cmvoice.reporting.page import render_campaign_page
+
+    page = render_campaign_page(campaign_page_view(store, campaign_id))
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot write {path}: {exc.strerror}", param_hint="--html"
+        ) from None
+    err_console.print(f"campaign page written to {path} (open it in a browser)", markup=False)
+
+
+def _write_csv_report(store: CampaignStore, campaign_id: str, out: str, *, unmask: bool) -> None:
+    from cmvoice.campaigns.report import write_report
+
     if out == STDOUT:
         count = write_report(store, campaign_id, sys.stdout, unmask=unmask)
         sys.stdout.flush()

@@ -1,4 +1,4 @@
-"""``cmvoice worker``, ``receiver``, ``simulator`` and ``dev``: the long-running processes."""
+"""The long-running commands: ``worker``, ``receiver``, ``api``, ``simulator`` and ``dev``."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ def lazy_default(module: str, name: str, render: Callable[[Any], Any] | None = N
 
 # Defaults owned by other modules, read from them when first needed (see LazyDefault).
 RECEIVER_PORT = lazy_default("cmvoice.config", "DEFAULT_RECEIVER_PORT")
+API_PORT = lazy_default("cmvoice.api.app", "DEFAULT_API_PORT")
 SIMULATOR_PORT = lazy_default("cmvoice.simulator.config", "DEFAULT_PORT")
 SIMULATOR_PREFIX = lazy_default("cmvoice.simulator.config", "DEFAULT_PREFIX")
 SIMULATOR_TOKENS = lazy_default("cmvoice.simulator.config", "DEV_PRODUCT_TOKEN", lambda t: [t])
@@ -168,6 +169,30 @@ def receiver(
             host=host,
             port=port,
             workers=workers,
+            log_level=log_level,
+            access_log=False,
+        )
+
+
+def api(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = API_PORT,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the HTTP API: /v1/calls, /v1/campaigns, campaign pages, /docs and /metrics."""
+    import uvicorn
+
+    from cmvoice.api.auth import configured_keys
+    from cmvoice.config import get_settings
+
+    # Refuse now, naming the variable: the API never serves a request without a key.
+    configured_keys(get_settings())
+    with _broker_for("api"):
+        uvicorn.run(
+            "cmvoice.api:create_app",
+            factory=True,
+            host=host,
+            port=port,
             log_level=log_level,
             access_log=False,
         )

@@ -31,8 +31,8 @@ COUNTERS = (
     ("duplicates", "Duplicates", "rows not called: their number was called already"),
     ("backlog", "Backlog", "calls waiting to be dispatched"),
     ("in-flight", "In flight", "calls being placed, outcome not known yet"),
-    ("done", "Done", "calls that reached a final state"),
-    ("expired", "Expired", "calls whose record expired: ended, outcome unknown"),
+    ("done", "Done", "calls that reached a final state (expired ones aside)"),
+    ("expired", "Expired", "calls not placed before the campaign's deadline"),
 )
 
 

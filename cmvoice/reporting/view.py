@@ -32,9 +32,9 @@ class CampaignPageView:
     backlog: int
     #: Calls being dispatched or placed, whose outcome is not known yet.
     in_flight: int
-    #: Calls that reached a final state.
+    #: Calls that reached a final state other than EXPIRED.
     done: int
-    #: Calls whose ledger record expired before this view was made: ended, outcome unknown.
+    #: Calls that ended EXPIRED: not placed before the campaign's deadline (not in ``done``).
     expired: int
     #: Ledger state (QUEUED, PLACED, FINISHED...) -> calls in it.
     states: dict[str, int]

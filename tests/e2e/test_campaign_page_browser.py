@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -15,8 +18,12 @@ from starlette.routing import Route
 from cmvoice.reporting.page import render_campaign_page
 from cmvoice.reporting.view import CampaignPageView
 from cmvoice.serving import ServerThread
+from tests.support.api_fixtures import API_KEY as REAL_API_KEY
+from tests.support.api_fixtures import ApiClient
 from tests.support.browser import Browser
 from tests.support.campaign_views import empty_campaign_view, finished_campaign_view
+from tests.support.stack import CALLER, Stack
+from tests.support.workers import CMVOICE, worker_env
 
 API_KEY = "test-api-key-0123456789"
 #: Cookie a browser may carry the API key in instead of the Authorization header.
@@ -45,6 +52,25 @@ def campaign_page_app(views: dict[str, CampaignPageView]) -> Starlette:
         return HTMLResponse(render_campaign_page(view))
 
     return Starlette(routes=[Route("/campaigns/{campaign_id}", campaign_page)])
+
+
+def painted_pixels(browser: Browser, chart: str, rgb: tuple[int, int, int]) -> int:
+    """Pixels of a chart's canvas in the colour ``rgb`` (give or take anti-aliasing)."""
+    red, green, blue = rgb
+    count: int = browser.evaluate(
+        f"""(() => {{
+            const canvas = {PAGE}.charts.{chart}.ctx.canvas;
+            const pixels = canvas.getContext('2d')
+                .getImageData(0, 0, canvas.width, canvas.height).data;
+            let found = 0;
+            for (let i = 0; i < pixels.length; i += 4) {{
+                if (Math.abs(pixels[i] - {red}) < 8 && Math.abs(pixels[i + 1] - {green}) < 8
+                    && Math.abs(pixels[i + 2] - {blue}) < 8 && pixels[i + 3] > 200) found++;
+            }}
+            return found;
+        }})()"""
+    )
+    return count
 
 
 @pytest.fixture
@@ -145,3 +171,73 @@ def test_a_saved_page_of_a_campaign_with_no_calls_opens_offline_and_says_so(
     assert browser.text("#chart-outcomes-empty") == "No call has ended yet."
     assert browser.text("#campaign-phase") == "ENQUEUING"
     assert browser.console_errors() == []
+
+
+def test_a_campaign_run_through_the_stack_shows_on_the_apis_page_after_the_login_form(
+    browser: Browser, api: ApiClient, stack: Stack, worker: Any, tmp_path: Path
+) -> None:
+    # Given a campaign of six rows, one of them invalid, run to its end through the stack
+    calls = tmp_path / "reminders.csv"
+    calls.write_text(
+        "callee\n" + "".join(f"+316123456{n}\n" for n in (20, 21, 22, 23, 24)) + "0612345678\n",
+        encoding="utf-8",
+    )
+    template = json.dumps({"caller": CALLER, "prompt": "Your appointment is tomorrow."})
+    created = api.upload_campaign(calls, kind="notification", template=template, name="Reminders")
+    cid = created.json()["campaign_id"]
+    api.wait_for_phase(cid, "finished")
+    page_url = f"{api.url}/campaigns/{cid}"
+
+    # When an operator's browser opens the page, it gets the login form instead
+    browser.open(page_url)
+    assert browser.evaluate("document.title") == "Sign in · cmvoice"
+
+    # ...a wrong key shows the form again, saying so
+    browser.driver.find_element("id", "key").send_keys("not-the-key-of-this-server")
+    browser.driver.find_element("id", "sign-in").click()
+    browser.wait_until("document.getElementById('login-error')")
+    assert browser.text("#login-error") == "That is not an API key of this server."
+
+    # When the right key is given, then the browser is sent back to the page, which draws
+    browser.driver.find_element("id", "key").send_keys(REAL_API_KEY)
+    browser.driver.find_element("id", "sign-in").click()
+    browser.wait_until(f"{PAGE}.ready")
+    assert browser.evaluate("location.href") == page_url
+    assert browser.evaluate(f"{PAGE}.error") is None
+    placed = browser.evaluate(f"{PAGE}.charts.placed.data[1].reduce((a, b) => a + b, 0)")
+    assert placed == 5
+    # ...on an axis of minutes around the campaign's one minute, not of years
+    span_s = browser.evaluate(
+        f"{PAGE}.charts.placed.scales.x.max - {PAGE}.charts.placed.scales.x.min"
+    )
+    assert 60 <= span_s <= 3 * 60
+    labels = browser.evaluate(f"{PAGE}.charts.outcomes.series.slice(1).map(s => s.label)")
+    assert labels == ["10 finished"]
+    assert browser.evaluate(f"{PAGE}.charts.outcomes.data[1].reduce((a, b) => a + b, 0)") == 5
+    # ...each drawn: the outcomes of a one-minute campaign as points of their code's colour
+    assert painted_pixels(browser, "outcomes", (0x1F, 0x9D, 0x55)) > 20
+    assert browser.text("#campaign-name") == "Reminders"
+    assert browser.text("#counter-done") == "5"
+    assert browser.text("#counter-invalid") == "1"
+    assert browser.evaluate("document.querySelectorAll('#errors-table tbody tr').length") == 1
+    # ...the key stays out of the page's reach (HttpOnly cookie), and no script failed (the
+    # two 401s are the login form's own answers)
+    assert browser.evaluate("document.cookie") == ""
+    assert [error for error in browser.console_errors() if "status of 401" not in error] == []
+    shot = browser.screenshot(tmp_path / "campaign-page-live.png")
+    assert shot.stat().st_size > MIN_SCREENSHOT_BYTES
+
+    # And `campaign report --html` saves the same page, which opens with no server at all
+    saved = tmp_path / "reminders.html"
+    run = subprocess.run(
+        [CMVOICE, "campaign", "report", cid, "--html", str(saved)],
+        env=worker_env({"broker_url": stack.redis_url}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    browser.open(saved.as_uri(), ready=f"{PAGE}.ready")
+    assert browser.evaluate(f"{PAGE}.charts.placed.data[1].reduce((a, b) => a + b, 0)") == 5
+    assert browser.text("#campaign-id") == cid

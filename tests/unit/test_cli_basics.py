@@ -246,7 +246,13 @@ def test_no_secret_setting_is_ever_echoed_in_an_error() -> None:
         for name, field in Settings.model_fields.items()
         if SecretStr in (field.annotation, *getattr(field.annotation, "__args__", ()))
     }
-    assert set(secrets) == {"product_token", "callback_secret", "flower_password", "encryption_key"}
+    assert set(secrets) == {
+        "product_token",
+        "callback_secret",
+        "flower_password",
+        "encryption_key",
+        "api_keys",
+    }
 
     # When they are validated
     with pytest.raises(ValidationError) as caught:

@@ -17,6 +17,10 @@
   }
 
   var MINUTE_S = 60;
+  // Tick steps of the minute axis: whole minutes and up (seconds would repeat one label).
+  var MINUTE_STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080].map(
+    function (minutes) { return minutes * MINUTE_S; }
+  );
   var timeOfDay = uPlot.fmtDate("{HH}:{mm}");
   var day = uPlot.fmtDate("{YYYY}-{MM}-{DD}");
 
@@ -25,9 +29,11 @@
     return [0, Math.max(max, 1) * 1.1];
   }
 
-  // Half a minute either side, so the first and last bars are whole.
+  // Half a minute either side, so the first and last bars are whole. With a single minute,
+  // uPlot hands a time scale max = min + 86400 / ms (1,000 days with seconds): use min alone.
   function padded(u, min, max) {
-    return [min - MINUTE_S / 2, max + MINUTE_S / 2];
+    var last = u.data[0].length === 1 ? min : max;
+    return [min - MINUTE_S / 2, last + MINUTE_S / 2];
   }
 
   // 24-hour times; the date under the first tick and under each new day's.
@@ -55,7 +61,7 @@
       tzDate: utc,
       cursor: { sync: { key: "cmvoice-campaign" } },
       scales: { x: { time: true, range: padded }, y: { range: fromZero } },
-      axes: [{ values: timeTicks, size: 56 }, { label: "calls", size: 56 }],
+      axes: [{ values: timeTicks, incrs: MINUTE_STEPS_S, size: 56 }, { label: "calls", size: 56 }],
       series: [{ label: "minute (UTC)", value: minuteValue }].concat(series),
     };
   }
@@ -75,8 +81,11 @@
   }
 
   function drawOutcomes(data, element) {
+    // A line needs two minutes: a campaign of one minute shows its outcomes as points.
+    var single = data.x.length === 1;
     var series = data.outcomes.map(function (outcome) {
-      return { label: outcome.label, stroke: outcome.color, width: 2, points: { show: false } };
+      var points = { show: single, size: 10, fill: outcome.color };
+      return { label: outcome.label, stroke: outcome.color, width: 2, points: points };
     });
     var columns = [data.x].concat(data.outcomes.map(function (outcome) { return outcome.y; }));
     return new uPlot(options(element, series), columns, element);
