@@ -9,6 +9,9 @@ every one decrypts, so old records stay readable while new ones use the new key.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from cmvoice.errors import ConfigurationError
@@ -61,3 +64,18 @@ class FieldCipher:
 def generate_key() -> str:
     """A new random key for ``CMVOICE_ENCRYPTION_KEY``."""
     return Fernet.generate_key().decode()
+
+
+def kept_key(path: Path) -> str:
+    """The key kept in ``path`` (readable by its owner only), made on first use: what
+    ``cmvoice dev`` encrypts with, so the data of its embedded Redis stays readable across
+    restarts."""
+    if path.exists():
+        return path.read_text(encoding="ascii").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = generate_key()
+    # Created with owner-only permissions from the start, never readable by others.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as file:
+        file.write(key + "\n")
+    return key

@@ -80,6 +80,9 @@ def summary_rows(plan: DevPlan, redis_data_dir: str | None) -> list[tuple[str, s
     else:
         password = "password from CMVOICE_FLOWER_PASSWORD"  # noqa: S105 - a sentence
     rows.append(("Flower", f"{plan.flower_url}  (user {plan.flower_user}, {password})"))
+    key = plan.encryption_key_file or "CMVOICE_ENCRYPTION_KEY"
+    at_rest = f"OTP codes, numbers and prompts encrypted in Redis (key: {key})"
+    rows.append(("at rest", at_rest))
     metrics = f"{plan.flower_url}/metrics, {plan.receiver_url}/metrics"
     rows.append(("health", f"{plan.receiver_url}/healthz; Prometheus: {metrics}"))
     return rows

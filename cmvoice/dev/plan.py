@@ -8,7 +8,10 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from cmvoice.config import DEFAULT_RECEIVER_PORT, Settings
+from cmvoice.crypto import kept_key
 from cmvoice.simulator.config import DEFAULT_PORT as DEFAULT_SIMULATOR_PORT
 from cmvoice.simulator.config import DEFAULT_PREFIX as SIMULATOR_API_PREFIX
 from cmvoice.worker import ALL_QUEUES
@@ -69,13 +72,25 @@ class ChildSpec:
     stage: int = 0
 
 
+#: File in dev's data directory keeping the key that encrypts codes, numbers and prompts at rest.
+ENCRYPTION_KEY_FILE = "encryption.key"
+
+
 class DevPlan:
     """Which parts run, where they listen, and how they find each other."""
 
     def __init__(self, settings: Settings, options: DevOptions) -> None:
-        self.settings = settings
         self.options = options
         self.data_dir = options.data_dir.resolve()
+        #: Where dev keeps the key it encrypts with, when none is configured (else None).
+        self.encryption_key_file: Path | None = None
+        if settings.encryption_key is None:
+            # Codes, numbers and prompts are encrypted in dev's Redis too, with a key dev keeps
+            # beside its data, so a restart still reads it (production sets the variable).
+            self.encryption_key_file = self.data_dir / ENCRYPTION_KEY_FILE
+            key = SecretStr(kept_key(self.encryption_key_file))
+            settings = settings.model_copy(update={"encryption_key": key})
+        self.settings = settings
         self.uses_simulator = settings.product_token is None
         self.worker_name = f"cmvoice-dev-{os.getpid()}@{socket.gethostname()}"
         self.flower_user = settings.flower_user
@@ -174,6 +189,9 @@ class DevPlan:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if settings.encryption_key is not None:
+            # Every part reads and writes the same encrypted ledger.
+            env["CMVOICE_ENCRYPTION_KEY"] = settings.encryption_key.get_secret_value()
         if self.options.demo:
             # The demo's unanswered call is redialed quickly, unless the user chose a policy.
             if "redial_delay" not in settings.model_fields_set:

@@ -71,9 +71,10 @@ class DevStack:
     """
 
     def __init__(self, settings: Settings, options: DevOptions, console: Console) -> None:
-        self.settings = settings
         self.options = options
         self.plan = DevPlan(settings, options)
+        # The plan's: with the encryption key dev keeps when none is configured.
+        self.settings = self.plan.settings
         self.out = DevConsole(console)
         self.children: list[Child] = []
         self.redis: EmbeddedRedis | None = None
