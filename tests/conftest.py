@@ -18,6 +18,7 @@ from cmvoice.embedded_redis import EmbeddedRedis, free_port
 from tests.support.stack import TEST_SECRET, Stack
 
 pytest_plugins = [
+    "tests.support.task_events",
     "tests.support.simulator_fixtures",
     "tests.support.browser",
     "tests.support.api_fixtures",

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
+from celery import Task
+from celery.exceptions import Ignore
 from celery.signals import worker_ready
 
 from cmvoice import metrics
@@ -198,14 +201,34 @@ def _warm_up(**_: object) -> None:
     runtime.callback_secret  # noqa: B018
 
 
+#: Custom Celery states for calls that did not end (Flower shows them as the task's state): the
+#: task's own event says so, and the task is then ignored, so no SUCCESS hides it.
+WAITING_STATES = (
+    ("waiting: campaign paused", "task-held"),
+    ("waiting: ", "task-waiting"),
+    ("unknown: ", "task-unknown"),
+)
+
+
 @app.task(
     name=DISPATCH_TASK,
+    bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
     # Expected endings of a call, not bugs: FAILURE in Flower without a traceback in the log.
     throws=(CallFailed,),
     **RETRY_ON_OUTAGE,
 )
-def dispatch(instruction_id: str) -> str:
-    """POST the instruction ``instruction_id`` to CM, exactly once."""
-    return dispatch_instruction(get_runtime(), instruction_id)
+def dispatch(self: Task[Any, Any], instruction_id: str) -> str:
+    """POST the instruction ``instruction_id`` to CM, exactly once.
+
+    Ends SUCCESS (placed, or nothing to do), FAILURE (the call FAILED for good), or in a
+    custom state when the call goes on elsewhere: WAITING (in Redis for a slot, a rate turn or
+    its calling window), HELD (its campaign is paused) or UNKNOWN (waiting for CM's callback).
+    """
+    result = dispatch_instruction(get_runtime(), instruction_id)
+    for prefix, event in WAITING_STATES:
+        if result.startswith(prefix):
+            self.send_event(event, result=repr(result))
+            raise Ignore()
+    return result

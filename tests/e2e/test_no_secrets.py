@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +15,6 @@ from cmvoice.producer import enqueue
 from cmvoice.runtime import get_runtime
 from cmvoice.serving import ServerThread
 from cmvoice.simulator import SimulatorConfig, create_app
-from cmvoice.worker import app
 from tests.support.stack import CALLER, Stack, wait_for
 
 TOKEN = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
@@ -55,32 +52,6 @@ def test_the_dispatch_message_on_the_broker_carries_only_the_instruction_id(stac
     args = json.loads(base64.b64decode(body))[0]
     assert args == [ticket.instruction_id]
     assert_clean(messages[0].decode())
-
-
-@pytest.fixture
-def task_events() -> Iterator[list[dict[str, Any]]]:
-    """Every Celery event sent while the test runs (what Flower would show)."""
-    events: list[dict[str, Any]] = []
-    stop = threading.Event()
-
-    def capture() -> None:
-        with app.connection_for_read() as connection:
-            receiver = app.events.Receiver(connection, handlers={"*": events.append})
-            while not stop.is_set():
-                try:
-                    for _ in receiver.itercapture(limit=None, timeout=0.2, wakeup=False):
-                        if stop.is_set():
-                            break
-                except TimeoutError:
-                    continue
-
-    thread = threading.Thread(target=capture, daemon=True)
-    thread.start()
-    try:
-        yield events
-    finally:
-        stop.set()
-        thread.join(5)
 
 
 def test_no_task_event_log_line_or_stored_record_holds_a_number_code_or_token(

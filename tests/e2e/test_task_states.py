@@ -1,0 +1,82 @@
+"""Celery states that match reality, as Flower sees them through task events: a call placed is
+SUCCESS with its call-id, one CM refused is FAILURE saying why, one waiting in Redis is a
+WAITING task saying for what; never a number in any of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cmvoice.ledger import CallState
+from cmvoice.producer import enqueue
+from cmvoice.publishing import publish_dispatch
+from cmvoice.runtime import get_runtime
+from tests.support.stack import CALLEE, CALLER, Stack, wait_for
+
+
+def events_of(events: list[dict[str, Any]], instruction_id: str) -> list[dict[str, Any]]:
+    """The events of the dispatch tasks of one call, in order (matched by their argument)."""
+    tasks = {
+        event["uuid"]
+        for event in events
+        if event.get("type") == "task-received" and instruction_id in str(event.get("args"))
+    }
+    return [event for event in events if event.get("uuid") in tasks]
+
+
+def test_placed_refused_and_waiting_calls_end_in_states_that_say_so(
+    stack: Stack, worker: Any, task_events: list[dict[str, Any]]
+) -> None:
+    # Given one concurrency slot, and three calls: one placed, one CM refuses (a prompt over
+    # the simulator's limit), one that finds the only slot taken while the first rings
+    stack.make_runtime(max_concurrent_calls=1)
+    stack.scenario(CALLEE, {"code": 10})
+    ledger = get_runtime().ledger
+    placed = enqueue({"callee": CALLEE, "caller": CALLER, "prompt": "Hello."}, kind="notification")
+    wait_for(lambda: ledger.get(placed.instruction_id).state is not CallState.QUEUED)
+    waiting = enqueue(
+        {"callee": "+31612345621", "caller": CALLER, "prompt": "Hello."}, kind="notification"
+    )
+
+    # When they are dispatched
+    wait_for(lambda: ledger.get(placed.instruction_id).state is CallState.FINISHED)
+    wait_for(lambda: ledger.get(waiting.instruction_id).state is CallState.FINISHED)
+
+    # Then the placed call's task succeeded, saying which call CM placed
+    first = events_of(task_events, placed.instruction_id)
+    succeeded = [event for event in first if event["type"] == "task-succeeded"]
+    assert succeeded
+    assert succeeded[0]["result"].startswith("'placed call ")
+
+    # And the second call's first task is WAITING, for a slot; a later one placed it
+    second = events_of(task_events, waiting.instruction_id)
+    types = [event["type"] for event in second]
+    assert "task-waiting" in types, types
+    waited = next(event for event in second if event["type"] == "task-waiting")
+    assert "waiting: a concurrency slot" in waited["result"]
+    assert "task-succeeded" in types
+
+    # And no event carries a number
+    assert "612345678" not in str(task_events)
+    assert "612345621" not in str(task_events)
+
+
+def test_a_call_cm_refuses_is_a_failure_with_cms_reason(
+    stack: Stack, worker: Any, task_events: list[dict[str, Any]]
+) -> None:
+    # Given a call the simulator refuses with a 400 (a prompt past CM's limit, written to the
+    # ledger directly: enqueue() itself would refuse it)
+    ledger = get_runtime().ledger
+    payload = {"callee": CALLEE, "caller": CALLER, "prompt": "x" * 800}
+    ledger.create("refused-1", "notification", payload)
+
+    # When it is dispatched
+    publish_dispatch(["refused-1"])
+    wait_for(lambda: ledger.get("refused-1").state is CallState.FAILED)
+    wait_for(lambda: any(e["type"] == "task-failed" for e in events_of(task_events, "refused-1")))
+
+    # Then its task FAILED, saying CM's status, after the ledger recorded it
+    failed = next(e for e in events_of(task_events, "refused-1") if e["type"] == "task-failed")
+    assert "CallFailed" in failed["exception"]
+    assert "failed: " in failed["exception"]
+    assert "400" in failed["exception"]
+    assert "612345678" not in str(failed)
