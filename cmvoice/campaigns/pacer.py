@@ -373,7 +373,9 @@ class Pacer:
                 timeout = max(min(report.next_step_s, MAX_IDLE_S), MIN_SLEEP_S)
                 assert self._waiter is not None
                 self._waiter.blpop([self.keys.pacer_wake()], timeout=timeout)
-            except (redis.RedisError, OSError) as exc:
+            except (redis.RedisError, OSError, ValueError) as exc:
+                # ValueError: redis-py's socket closed under a blocked read (the runtime was
+                # replaced and closed); the next step binds the new one.
                 logger.warning("pacer: %s; trying again", exc)
                 stop.wait(1.0)
             except Exception:

@@ -33,8 +33,6 @@ logger = logging.getLogger(__name__)
 
 #: Records handled per step in one pass: bounded work, the next pass does the rest.
 BATCH = 500
-#: Seconds a taken callback may wait for its handle_result before it is published again.
-INBOX_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -226,9 +224,10 @@ class Reconciler:
             report.republished += len(again)
 
     def _inbox(self, now: int, report: ReconcileReport) -> None:
-        """Callbacks taken by the receiver whose handle_result never recorded them."""
+        """Callbacks taken by the receiver whose handle_result never recorded them (its message
+        lost with a killed worker): published again after the requeue grace."""
         redis = self.runtime.redis
-        grace = now - int(INBOX_GRACE_S * 1000)
+        grace = now - int(self.settings.requeue_grace * 1000)
         for raw in redis.zrangebyscore(self.keys.inbox(), "-inf", grace, start=0, num=BATCH):
             iid = as_text(raw)
             event = redis.hget(self.keys.call(iid), "callback")

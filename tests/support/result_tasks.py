@@ -1,8 +1,9 @@
-"""A user's result task, as an application would write one: it keeps what it receives.
+"""A user's result task, as an application writes one with ``@cmvoice.result_task``: it keeps
+what it receives, and how often it processed each delivery.
 
-Each execution is recorded with its Celery task id. A message runs again if its worker dies
-before acknowledging it (Celery's at-least-once), but it keeps its task id; a second *publish*
-of an outcome would have a new one. So distinct task ids count deliveries.
+An outcome may be delivered more than once (the outbox publishes it again until confirmed);
+the decorator runs this function once per delivery id. ``processings()`` counts how often it
+did run per delivery id, so a test can assert "processed once" for real.
 """
 
 from __future__ import annotations
@@ -12,34 +13,44 @@ import os
 from typing import Any
 
 import redis
-from celery import Task
 
-from cmvoice.worker import app
+from cmvoice.delivery import result_task
+from cmvoice.outcomes import CallOutcome
 
 OUTCOMES_KEY = "test:outcomes"
+PROCESSED_KEY = "test:processed"
 
 
 # Like any task that writes somewhere, it retries while that place is briefly down (the fault
-# suite restarts Redis); a retry keeps the task id, so it is not a second delivery.
-@app.task(
-    name="tests.record_outcome",
-    bind=True,
+# suite restarts Redis).
+@result_task(
+    "tests.record_outcome",
     autoretry_for=(redis.ConnectionError, redis.TimeoutError),
     retry_backoff=0.2,
     max_retries=20,
 )
-def record_outcome(self: Task, outcome: dict[str, Any]) -> None:
+def record_outcome(outcome: CallOutcome) -> None:
     client = redis.Redis.from_url(os.environ["CMVOICE_BROKER_URL"])
-    client.rpush(OUTCOMES_KEY, json.dumps({**outcome, "task_id": self.request.id}))
+    pipe = client.pipeline(transaction=True)
+    pipe.rpush(OUTCOMES_KEY, json.dumps(outcome.to_dict()))
+    pipe.hincrby(PROCESSED_KEY, outcome.delivery_id, 1)
+    pipe.execute()
     client.close()
 
 
 def received_outcomes() -> list[dict[str, Any]]:
-    """Each delivered outcome once (a re-run of the same message is not a new delivery)."""
+    """Each outcome the task processed, in order."""
     client = redis.Redis.from_url(os.environ["CMVOICE_BROKER_URL"])
     try:
-        executions = [json.loads(item) for item in client.lrange(OUTCOMES_KEY, 0, -1)]
+        return [json.loads(item) for item in client.lrange(OUTCOMES_KEY, 0, -1)]
     finally:
         client.close()
-    by_task = {execution["task_id"]: execution for execution in executions}
-    return list(by_task.values())
+
+
+def processings() -> dict[str, int]:
+    """How often the task processed each delivery id."""
+    client = redis.Redis.from_url(os.environ["CMVOICE_BROKER_URL"])
+    try:
+        return {k.decode(): int(v) for k, v in client.hgetall(PROCESSED_KEY).items()}
+    finally:
+        client.close()
