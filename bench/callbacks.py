@@ -24,7 +24,8 @@ import requests
 
 from bench.processes import CMVOICE, BenchStack, bench_stack, free_port, wait_http
 from bench.result_probe import STARTS_KEY
-from cmvoice.ledger import CallLedger, CallState
+from cmvoice.calls import CallState
+from cmvoice.ledger import CallLedger
 from cmvoice.signing import callback_url
 
 SECRET = "bench-callback-secret"

@@ -20,9 +20,9 @@ from typing import Any
 import requests
 
 from bench.processes import CMVOICE, SIM_TOKEN, BenchStack, bench_stack, peak_rss_mib
+from cmvoice.calls import CallState
 from cmvoice.config import Settings
 from cmvoice.instructions import NotificationInstruction
-from cmvoice.ledger import CallState
 from cmvoice.runtime import Runtime, set_runtime
 
 CALLER = "+31761234567"

@@ -19,8 +19,8 @@ import redis
 import requests
 
 from bench.processes import CMVOICE, BenchStack, bench_stack
+from cmvoice.calls import CallState
 from cmvoice.config import Settings, parse_rate
-from cmvoice.ledger import CallState
 from cmvoice.ratelimit import GcraLimiter
 from cmvoice.runtime import Runtime, set_runtime
 

@@ -259,7 +259,7 @@ def _cm_message(body: str) -> str:
 def classify_status(
     status: int, body: str, headers: Any, app: str = "instruction"
 ) -> VoiceApiError:
-    """The exception for a non-2xx answer, per DESIGN.md's dispatch table."""
+    """The exception for a non-2xx answer, per the dispatch table (docs/architecture.md)."""
     # Read CM's message from the whole body: a cut JSON document no longer parses.
     message = _cm_message(body)
     body = body[:MAX_BODY_CHARS]

@@ -10,6 +10,7 @@ from typing import Any
 
 from cmvoice.errors import FieldError, InvalidInstruction
 from cmvoice.instructions import Instruction, infer_kind, parse_instruction
+from cmvoice.outage import broker_boundary
 from cmvoice.privacy import mask_number, quote_value
 from cmvoice.publishing import Lane, publish_dispatch
 from cmvoice.rules.enforce import CallingRules
@@ -96,9 +97,22 @@ def enqueue(
         InvalidInstruction: the instruction breaks a rule of CM's; nothing was queued.
         CallNotAllowed: a calling rule refuses it (suppressed, country, per-number limit);
             nothing was queued.
+        BrokerUnavailable: Redis or the broker cannot be reached; the call may or may not be
+            recorded: enqueue it again with the same instruction id.
     """
     runtime = runtime or get_runtime()
     instruction_id, model = prepare(instruction, kind=kind)
+    with broker_boundary(runtime.settings.effective_broker_url):
+        return _enqueue(runtime, instruction_id, model, respect_window, expires_in)
+
+
+def _enqueue(
+    runtime: Runtime,
+    instruction_id: str,
+    model: Instruction,
+    respect_window: bool,
+    expires_in: float | None,
+) -> Ticket:
     if runtime.ledger.exists(instruction_id):
         # A retry of an enqueue that went through: not a second call, and not counted again.
         logger.info("instruction %s was already queued; not queued again", instruction_id)

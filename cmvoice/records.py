@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cmvoice.ledger import CallLedger, CallRecord
+from cmvoice.calls import CallRecord
+from cmvoice.ledger import CallLedger
 from cmvoice.privacy import mask_number
 
 #: Ledger fields holding Redis server times in milliseconds.

@@ -1,7 +1,7 @@
 """RetryPolicy: the one place that decides what a failed POST to CM leads to, and why.
 
-It follows DESIGN.md's dispatch table row by row; ``jitter`` is its own method so tests can
-replace it.
+It follows the dispatch table (docs/architecture.md, "Dispatch") row by row; ``jitter`` is its
+own method so tests can replace it.
 """
 
 from __future__ import annotations

@@ -9,12 +9,13 @@ from functools import cached_property
 
 import redis
 
+from cmvoice.calls import DispatchLimits
 from cmvoice.client import VoiceApiClient
 from cmvoice.config import DEFAULT_API_URL, Settings, get_settings
 from cmvoice.crypto import FieldCipher
 from cmvoice.errors import ConfigurationError
 from cmvoice.keyspace import Keys
-from cmvoice.ledger import CallLedger, DispatchLimits
+from cmvoice.ledger import CallLedger
 from cmvoice.ratelimit import ConcurrencyLimiter, account_key
 from cmvoice.replies import as_text
 from cmvoice.retrying import RetryPolicy

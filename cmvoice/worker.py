@@ -26,7 +26,7 @@ CAMPAIGNS_QUEUE = "cmvoice.campaigns"
 #: "priority" order, a worker takes from a queue only when the ones before it are empty.
 ALL_QUEUES = (INTERACTIVE_QUEUE, DISPATCH_QUEUE, RESULTS_QUEUE, CAMPAIGNS_QUEUE)
 
-#: Task names: the public interface of the queue (DESIGN.md).
+#: Task names: the public interface of the queue (docs/architecture.md).
 DISPATCH_TASK = "cmvoice.dispatch"
 HANDLE_RESULT_TASK = "cmvoice.handle_result"
 RECONCILE_TASK = "cmvoice.reconcile"

@@ -14,8 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from cmvoice.api.auth import require_api_key
 from cmvoice.api.problems import ApiProblem, error_responses, problem, read_body, request_errors
 from cmvoice.bounded_json import JsonLimitExceeded, loads_bounded
+from cmvoice.calls import CallRecord
 from cmvoice.errors import CallNotAllowed, FieldError, InvalidInstruction
-from cmvoice.ledger import CallRecord
 from cmvoice.producer import Ticket, enqueue
 from cmvoice.records import attempt_chain, describe_record
 from cmvoice.runtime import Runtime

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from cmvoice.calls import CallState
 from cmvoice.campaigns.model import CampaignStatus
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.errors import CampaignError
-from cmvoice.ledger import CallState
 
 
 def pause(store: CampaignStore, campaign_id: str) -> int:

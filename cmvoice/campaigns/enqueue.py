@@ -11,38 +11,34 @@ id for each row, so no row is ever enqueued twice.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import hmac
 import itertools
 import json
 import logging
-import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import redis
 
-from cmvoice import lua
+from cmvoice.calls import CallState
+from cmvoice.campaigns.errors_file import ErrorsFile
+from cmvoice.campaigns.guards import EnqueueGuards
 from cmvoice.campaigns.model import (
     ANY_ZONE,
     Campaign,
     CampaignStatus,
     EnqueueState,
     RowOutcome,
-    chunks,
     instruction_id_for,
-    spreadsheet_safe,
 )
 from cmvoice.campaigns.rows import RowReader, RowValidator, SourceRow, fingerprint
-from cmvoice.campaigns.store import CHUNK, CampaignStore
+from cmvoice.campaigns.store import CampaignStore
 from cmvoice.errors import CampaignError, FieldError, InvalidInstruction
-from cmvoice.ledger import CallState
 from cmvoice.privacy import mask_number
-from cmvoice.replies import as_text
 from cmvoice.rules.enforce import (
     COUNTRY,
     NO_ZONE,
@@ -61,10 +57,6 @@ logger = logging.getLogger(__name__)
 
 #: Rows validated and committed per Redis transaction (and per progress update).
 DEFAULT_BATCH_ROWS = 1000
-#: Columns of the errors file.
-ERRORS_COLUMNS = ("line", "field", "rule", "value")
-#: Milliseconds the enqueue lock lives unless refreshed: a killed start frees it this fast.
-ENQUEUE_LOCK_TTL_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -94,81 +86,6 @@ class EnqueueReport:
     elapsed_s: float
     rows_this_run: int
     stopped_because: str = ""
-
-
-class _ErrorsFile:
-    """The errors CSV, created at the first error; on resume rebuilt from Redis first."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: TextIO | None = None
-        self._writer: Any = None
-        self.written = 0
-
-    def _open(self) -> Any:
-        if self._writer is None:
-            self._file = self.path.open("w", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(ERRORS_COLUMNS)
-        return self._writer
-
-    def rebuild(self, entries: Iterable[tuple[int, FieldError, RowOutcome]]) -> None:
-        """Start the file again from the committed entries (a killed run may have written more)."""
-        self._open()
-        self.write(entries)
-
-    def write(self, entries: Iterable[tuple[int, FieldError, RowOutcome]]) -> None:
-        for chunk in chunks(entries, CHUNK):
-            rows = [
-                [line, *map(spreadsheet_safe, (error.field, error.rule, error.value))]
-                for line, error, _ in chunk
-            ]
-            self._open().writerows(rows)
-            self.written += len(rows)
-
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-class _EnqueueGuards:
-    """The campaign's enqueue lock (one start at a time) and its callees seen (duplicates)."""
-
-    def __init__(self, store: CampaignStore) -> None:
-        self.store = store
-        self.redis = store.redis
-        self._claim_callees = lua.load(self.redis, "claim_callees")
-        self._lock_update = lua.load(self.redis, "lock_update")
-
-    def acquire_lock(self, campaign_id: str) -> str:
-        token = secrets.token_hex(8)
-        if not self.redis.set(
-            self.store.key(campaign_id, "lock"), token, nx=True, px=ENQUEUE_LOCK_TTL_MS
-        ):
-            raise CampaignError(
-                f"another `campaign start` is enqueueing campaign {campaign_id}; if that process "
-                f"is gone, its lock expires within {ENQUEUE_LOCK_TTL_MS // 1000} s"
-            )
-        return token
-
-    def refresh_lock(self, campaign_id: str, token: str) -> bool:
-        key = self.store.key(campaign_id, "lock")
-        return bool(self._lock_update(keys=[key], args=[token, ENQUEUE_LOCK_TTL_MS]))
-
-    def release_lock(self, campaign_id: str, token: str) -> None:
-        self._lock_update(keys=[self.store.key(campaign_id, "lock")], args=[token, 0])
-
-    def claim_callees(self, campaign_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
-        """For each (callee hash, line): the first line of the campaign that calls it."""
-        args: list[Any] = []
-        for digest, line in pairs:
-            args += [digest, line]
-        owners = self._claim_callees(keys=[self.store.key(campaign_id, "seen")], args=args)
-        return [int(as_text(owner)) for owner in owners]
 
 
 @dataclass
@@ -230,7 +147,7 @@ class CampaignEnqueuer:
         self.size_bytes = self.path.stat().st_size
         self.validator = RowValidator(campaign.kind, campaign.template)
         self._salt = bytes.fromhex(campaign.salt)
-        self.guards = _EnqueueGuards(store)
+        self.guards = EnqueueGuards(store)
         self.rules = CallingRules(store.runtime)
         # The backlog groups calls by time zones only when a calling window applies to the
         # campaign (it does, unless its window is every hour of every day).
@@ -285,7 +202,7 @@ class CampaignEnqueuer:
         totals = [campaign.rows_read, campaign.enqueued, campaign.invalid, campaign.duplicates]
         reader = RowReader(self.path, campaign.kind, file_format=campaign.file_format)
         with contextlib.ExitStack() as stack:
-            errors = stack.enter_context(contextlib.closing(_ErrorsFile(errors_path)))
+            errors = stack.enter_context(contextlib.closing(ErrorsFile(errors_path)))
             rows = reader.rows(
                 offset_bytes=campaign.checkpoint_offset, after_line=campaign.checkpoint_line
             )

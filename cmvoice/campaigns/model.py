@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from cmvoice.calls import ACTIVE_STATES, TERMINAL_STATES, CallState
 from cmvoice.config import parse_rate
-from cmvoice.ledger import ACTIVE_STATES, TERMINAL_STATES, CallState
 from cmvoice.replies import as_int, as_text
 
 #: Namespace of campaign instruction ids: uuid5(namespace, "<campaign id>/<line>"), so a row

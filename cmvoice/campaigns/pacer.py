@@ -24,11 +24,11 @@ from typing import Any
 import redis
 
 from cmvoice import lua
+from cmvoice.calls import CallState
 from cmvoice.campaigns.model import CampaignStatus
 from cmvoice.campaigns.plan import Budget, campaign_room, open_groups, plan_budget, share_fairly
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.config import parse_rate
-from cmvoice.ledger import CallState
 from cmvoice.publishing import DispatchPublisher, Lane, dispatch_envelope, publish_dispatch
 from cmvoice.replies import as_int, as_text
 from cmvoice.rules.windows import CallingPolicy

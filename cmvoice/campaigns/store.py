@@ -31,6 +31,7 @@ from typing import Any, cast
 import redis
 
 from cmvoice import lua
+from cmvoice.calls import CallState
 from cmvoice.campaigns.model import (
     Backlog,
     Campaign,
@@ -44,7 +45,6 @@ from cmvoice.campaigns.rows import RowReader, fingerprint, load_template
 from cmvoice.config import parse_rate
 from cmvoice.errors import CampaignError, FieldError
 from cmvoice.instructions import MODELS
-from cmvoice.ledger import CallState
 from cmvoice.replies import as_int, as_text
 from cmvoice.rules.windows import format_days, parse_days, parse_window
 from cmvoice.runtime import Runtime

@@ -12,6 +12,7 @@ from cmvoice._version import __version__
 from cmvoice.cli import calls, campaigns, services, suppress
 from cmvoice.cli.rendering import err_console
 from cmvoice.errors import CmVoiceError
+from cmvoice.outage import is_outage, unavailable
 
 #: ``-h`` as well as ``--help``, on every command and sub-command (sub-contexts inherit it).
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -61,13 +62,6 @@ app.add_typer(campaigns.campaign_app, name="campaign")
 app.add_typer(suppress.suppress_app, name="suppress")
 
 
-def _is_redis_connection_error(exc: BaseException) -> bool:
-    # redis is imported only by the commands that use it: if it is not loaded, the error
-    # cannot be one of its own.
-    redis = sys.modules.get("redis")
-    return redis is not None and isinstance(exc, redis.ConnectionError)
-
-
 def main() -> None:
     """Entry point of the ``cmvoice`` script: clear messages instead of tracebacks."""
     try:
@@ -76,14 +70,10 @@ def main() -> None:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(1)
     except Exception as exc:
-        if not _is_redis_connection_error(exc):
+        if not is_outage(exc):
             raise
         from cmvoice.config import get_settings
-        from cmvoice.privacy import redact_url
 
-        settings = get_settings()
-        err_console.print(
-            f"[red]error:[/red] cannot reach Redis at {redact_url(settings.effective_redis_url)} "
-            f"({exc}). Start `cmvoice dev` or `cmvoice worker`, or set CMVOICE_BROKER_URL."
-        )
+        outage = unavailable(exc, get_settings().effective_redis_url)
+        err_console.print(f"[red]error:[/red] {escape(str(outage))}")
         sys.exit(1)

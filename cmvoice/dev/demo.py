@@ -13,8 +13,8 @@ import requests
 from rich.markup import escape
 from rich.table import Table
 
+from cmvoice.calls import CallState
 from cmvoice.delivery import result_task
-from cmvoice.ledger import CallState
 from cmvoice.outcomes import CallOutcome
 from cmvoice.privacy import mask_number
 from cmvoice.producer import enqueue

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
+from cmvoice.calls import CallState
 from cmvoice.campaigns.model import RowOutcome
 from cmvoice.campaigns.store import CampaignStore
-from cmvoice.ledger import CallState
 from cmvoice.reporting.view import CampaignPageView
 
 #: Seconds in the minutes the store counts calls in (minute number = Redis time // 60,000 ms).

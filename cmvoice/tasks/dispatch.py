@@ -17,10 +17,10 @@ from celery.exceptions import Ignore
 from celery.signals import worker_ready
 
 from cmvoice import metrics
+from cmvoice.calls import CallState, Claim, Ended, Parked, SendDecision
 from cmvoice.client import VoiceApiClient
 from cmvoice.errors import AuthenticationFailed, CallFailed, CallNotAllowed, VoiceApiError
 from cmvoice.instructions import MODELS
-from cmvoice.ledger import CallState, Claim, Ended, Parked, SendDecision
 from cmvoice.privacy import mask_number
 from cmvoice.publishing import Lane, dispatch_later
 from cmvoice.rules.enforce import CallingRules

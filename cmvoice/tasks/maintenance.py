@@ -14,9 +14,9 @@ from typing import Any
 
 from kombu.exceptions import ChannelError
 
+from cmvoice.calls import CallRecord, CallState
 from cmvoice.config import Settings
 from cmvoice.delivery import MAX_DELIVERIES
-from cmvoice.ledger import CallRecord, CallState
 from cmvoice.publishing import Lane, envelope, publish_dispatch, publish_task
 from cmvoice.replies import as_text
 from cmvoice.runtime import Runtime, get_runtime

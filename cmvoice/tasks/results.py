@@ -12,11 +12,11 @@ import uuid
 from typing import Any
 
 from cmvoice import metrics
+from cmvoice.calls import CallRecord, Delivery, FinishOutcome
 from cmvoice.config import Settings
 from cmvoice.delivery import outbox_member, stored_message
 from cmvoice.errors import InvalidEvent
 from cmvoice.events import CallQueued, DtmfFinished, FinishedEvent, parse_event
-from cmvoice.ledger import CallRecord, Delivery, FinishOutcome
 from cmvoice.outcomes import CallOutcome, delivery_id_for, run_hooks
 from cmvoice.publishing import envelope, publish_dispatch, publish_task
 from cmvoice.runtime import Runtime, get_runtime

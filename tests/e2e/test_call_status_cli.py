@@ -6,7 +6,7 @@ import json
 import subprocess
 from typing import Any
 
-from cmvoice.ledger import CallState
+from cmvoice.calls import CallState
 from cmvoice.producer import enqueue
 from cmvoice.runtime import get_runtime
 from tests.support.stack import CALLER, Stack, wait_for

@@ -9,7 +9,8 @@ from typing import Any
 
 import requests
 
-from cmvoice.ledger import CallLedger, CallState, Claim
+from cmvoice.calls import CallState, Claim
+from cmvoice.ledger import CallLedger
 from cmvoice.runtime import get_runtime
 from cmvoice.signing import callback_url
 from cmvoice.tasks.maintenance import reconcile

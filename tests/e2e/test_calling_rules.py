@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from cmvoice.calls import CallState
 from cmvoice.campaigns import control
 from cmvoice.campaigns.enqueue import CampaignEnqueuer, start_campaign
 from cmvoice.errors import CallNotAllowed
-from cmvoice.ledger import CallState
 from cmvoice.producer import enqueue
 from cmvoice.rules.suppression import SuppressionList
 from cmvoice.runtime import get_runtime

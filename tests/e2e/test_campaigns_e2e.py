@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import redis
 
+from cmvoice.calls import CallState
 from cmvoice.campaigns import control
 from cmvoice.campaigns.enqueue import CampaignEnqueuer, start_campaign
 from cmvoice.campaigns.report import REPORT_COLUMNS
-from cmvoice.ledger import CallState
 from cmvoice.publishing import DispatchPublisher, Lane, dispatch_envelope
 from cmvoice.runtime import get_runtime
 from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, app

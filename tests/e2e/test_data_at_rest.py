@@ -11,9 +11,10 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
+from cmvoice.calls import Claim
 from cmvoice.crypto import FieldCipher
 from cmvoice.keyspace import Keys
-from cmvoice.ledger import CallLedger, Claim
+from cmvoice.ledger import CallLedger
 
 CODE = "739150"
 CALLEE = "+31612345678"

@@ -1,4 +1,4 @@
-"""Dispatch end to end, one test per row of DESIGN.md's dispatch table.
+"""Dispatch end to end, one test per row of the dispatch table (docs/architecture.md).
 
 producer -> Redis -> a real Celery worker -> the simulator (with injected faults) over HTTP ->
 callback -> receiver -> handle_result -> ledger. Each test asserts the final ledger state and
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from cmvoice.ledger import CallRecord, CallState
+from cmvoice.calls import CallRecord, CallState
 from cmvoice.producer import enqueue
 from cmvoice.publishing import publish_dispatch
 from cmvoice.runtime import get_runtime

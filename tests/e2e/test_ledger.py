@@ -8,7 +8,8 @@ import time
 import pytest
 import redis
 
-from cmvoice.ledger import CallLedger, CallState, Claim, SendDecision
+from cmvoice.calls import CallState, Claim, SendDecision
+from cmvoice.ledger import CallLedger
 from tests.support.stack import CALLEE, CALLER
 
 PAYLOAD = {"callee": CALLEE, "caller": CALLER, "code": "123abc", "instruction-id": "call-1"}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from celery.contrib.testing.worker import start_worker
 
-from cmvoice.ledger import CallState
+from cmvoice.calls import CallState
 from cmvoice.producer import enqueue
 from cmvoice.publishing import publish_dispatch
 from cmvoice.runtime import get_runtime

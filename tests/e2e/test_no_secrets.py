@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from cmvoice.ledger import CallState
+from cmvoice.calls import CallState
 from cmvoice.producer import enqueue
 from cmvoice.runtime import get_runtime
 from cmvoice.serving import ServerThread

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from cmvoice.calls import CallState
 from cmvoice.embedded_redis import free_port
-from cmvoice.ledger import CallState
 from cmvoice.producer import enqueue
 from cmvoice.worker import app
 from tests.support.stack import CALLER, Stack, wait_for

@@ -7,7 +7,8 @@ import time
 
 import redis
 
-from cmvoice.ledger import CallLedger, Claim, DispatchLimits, Parked
+from cmvoice.calls import Claim, DispatchLimits, Parked
+from cmvoice.ledger import CallLedger
 from cmvoice.ratelimit import ConcurrencyLimiter, account_key
 
 PAYLOAD = {"callee": "+31612345678", "caller": "+31761234567", "prompt": "Hello."}

@@ -17,8 +17,9 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cmvoice.calls import CallState
 from cmvoice.embedded_redis import EmbeddedRedis, free_port
-from cmvoice.ledger import CallLedger, CallState
+from cmvoice.ledger import CallLedger
 from cmvoice.runtime import get_runtime
 from cmvoice.signing import callback_url, sign, verify
 from cmvoice.tasks.maintenance import reconcile

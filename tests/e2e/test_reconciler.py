@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from cmvoice.ledger import CallState, Claim
+from cmvoice.calls import CallState, Claim
 from cmvoice.runtime import Runtime
 from cmvoice.tasks.maintenance import dispatch_queue_length, reconcile
 from tests.support.stack import CALLEE, CALLER, Stack

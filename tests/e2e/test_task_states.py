@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cmvoice.ledger import CallState
+from cmvoice.calls import CallState
 from cmvoice.producer import enqueue
 from cmvoice.publishing import publish_dispatch
 from cmvoice.runtime import get_runtime

@@ -17,12 +17,12 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from cmvoice import metrics
+from cmvoice.calls import CallState
 from cmvoice.campaigns import control
 from cmvoice.campaigns.enqueue import start_campaign
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.config import Settings
 from cmvoice.embedded_redis import free_port
-from cmvoice.ledger import CallState
 from cmvoice.producer import enqueue
 from cmvoice.publishing import publish_dispatch
 from cmvoice.runtime import Runtime, get_runtime

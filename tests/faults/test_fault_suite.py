@@ -25,9 +25,10 @@ import pytest
 import redis
 import requests
 
+from cmvoice.calls import CallState
 from cmvoice.config import Settings
 from cmvoice.embedded_redis import EmbeddedRedis, free_port
-from cmvoice.ledger import CallLedger, CallState
+from cmvoice.ledger import CallLedger
 from tests.support.stack import CALLER, wait_for
 from tests.support.workers import CMVOICE
 
