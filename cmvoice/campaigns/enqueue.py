@@ -35,6 +35,7 @@ from cmvoice.campaigns.model import (
     RowOutcome,
     instruction_id_for,
 )
+from cmvoice.campaigns.plan import campaign_policy
 from cmvoice.campaigns.rows import RowReader, RowValidator, SourceRow, fingerprint
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.errors import CampaignError, FieldError, InvalidInstruction
@@ -47,7 +48,6 @@ from cmvoice.rules.enforce import (
     WINDOW,
     CallingRules,
     NumberFacts,
-    campaign_policy,
     facts,
     number_hash,
 )

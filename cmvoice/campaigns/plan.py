@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from cmvoice.campaigns.model import ANY_ZONE
+from cmvoice.campaigns.model import ANY_ZONE, Campaign
+from cmvoice.config import Settings
 from cmvoice.rules.windows import CallingPolicy
 
 
@@ -68,6 +69,13 @@ def share_fairly(budget: int, capacities: Sequence[int], start: int = 0) -> list
         if not given:
             break
     return shares
+
+
+def campaign_policy(settings: Settings, campaign: Campaign) -> CallingPolicy:
+    """The campaign's calling window and days, or the deployment's where it sets none."""
+    return CallingPolicy.parse(
+        campaign.window or settings.calling_window, campaign.days or settings.calling_days
+    )
 
 
 def open_groups(

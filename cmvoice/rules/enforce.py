@@ -11,19 +11,14 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from cmvoice import lua
-from cmvoice.config import Settings
 from cmvoice.errors import CallNotAllowed, FieldError
 from cmvoice.privacy import mask_number
 from cmvoice.rules.countries import country_allowed, region_of
-from cmvoice.rules.windows import CallingPolicy, describe_wait
+from cmvoice.rules.windows import describe_wait
 from cmvoice.rules.zones import zone_group, zones_for_number
 from cmvoice.runtime import Runtime
-
-if TYPE_CHECKING:
-    from cmvoice.campaigns.model import Campaign
 
 #: Rule names, as refusals, metrics and reports name them.
 SUPPRESSED = "suppressed"
@@ -155,10 +150,3 @@ class CallingRules:
             raise self.refuse(WINDOW, reason, e164)
         delay = max((opens - now).total_seconds(), 0.0)
         return delay, describe_wait(policy, zones, now) if delay else ""
-
-
-def campaign_policy(settings: Settings, campaign: Campaign) -> CallingPolicy:
-    """The campaign's calling window and days, or the deployment's where it sets none."""
-    return CallingPolicy.parse(
-        campaign.window or settings.calling_window, campaign.days or settings.calling_days
-    )
