@@ -107,13 +107,15 @@ class CallLedger:
         extra: dict[str, str] | None = None,
         due_in_s: float = 0.0,
         backlog: tuple[str, float] | None = None,
+        push: tuple[str, bytes] | None = None,
         pipeline: redis.client.Pipeline | None = None,
     ) -> bool:
         """Write a QUEUED record; False (nothing written) if the id already exists.
 
         ``backlog`` is (key, score) of the campaign backlog the call waits in; without it the
-        call is expected in the broker (the caller publishes its dispatch). The OTP code is
-        kept apart from the payload, so it can be deleted once CM has it.
+        call is expected in the broker: ``push`` (queue list, message) pushes its dispatch in
+        the same step, else the caller publishes it. The OTP code is kept apart from the
+        payload, so it can be deleted once CM has it.
         """
         body = dict(payload)
         code = body.pop("code", None)
@@ -127,10 +129,13 @@ class CallLedger:
             fields["campaign_id"] = campaign_id
         fields.update(extra or {})
         keys = [self.key(instruction_id)]
-        args: list[Any] = [*self._base_args(instruction_id), int(due_in_s * 1000), ""]
+        args: list[Any] = [*self._base_args(instruction_id), int(due_in_s * 1000), "", ""]
         if backlog is not None:
             keys.append(backlog[0])
             args[4] = repr(backlog[1])
+        elif push is not None:
+            keys.append(push[0])
+            args[5] = push[1]
         for name, value in fields.items():
             args += [name, value]
         result = self._create(keys=keys, args=args, client=pipeline)

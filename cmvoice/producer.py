@@ -10,9 +10,9 @@ from typing import Any
 
 from cmvoice.errors import FieldError, InvalidInstruction
 from cmvoice.instructions import Instruction, infer_kind, parse_instruction
+from cmvoice.messages import INTERACTIVE_QUEUE, dispatch_message
 from cmvoice.outage import broker_boundary
 from cmvoice.privacy import mask_number, quote_value
-from cmvoice.publishing import Lane, publish_dispatch
 from cmvoice.rules.enforce import CallingRules
 from cmvoice.runtime import Runtime, get_runtime
 
@@ -136,13 +136,21 @@ def _enqueue(
     if expires_in is not None and delay_s > expires_in:
         # Held past its deadline: it is looked at when the deadline comes, and ends EXPIRED.
         delay_s = expires_in
+    # With the ledger's Redis as broker, the dispatch message is pushed in the same step as the
+    # record: nothing to lose in between, and no Celery to load for one message.
+    push = None
+    if not delay_s and runtime.settings.broker_is_ledger_redis:
+        push = (INTERACTIVE_QUEUE, dispatch_message(instruction_id, INTERACTIVE_QUEUE))
     created = runtime.ledger.create(
-        instruction_id, model.kind, model.to_payload(), extra=extra, due_in_s=delay_s
+        instruction_id, model.kind, model.to_payload(), extra=extra, due_in_s=delay_s, push=push
     )
     if created and delay_s:
         # The window is closed now: the call waits in Redis, not in the broker, until it opens.
         runtime.schedule.add(instruction_id, delay_s)
-    elif created:
+    elif created and push is None:
+        # Another broker: published through Celery (loaded only then).
+        from cmvoice.publishing import Lane, publish_dispatch
+
         publish_dispatch([instruction_id], lane=Lane.INTERACTIVE)
         logger.info(
             "queued %s call %s to %s", model.kind, instruction_id, mask_number(model.callee)

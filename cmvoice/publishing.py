@@ -7,16 +7,21 @@ script pushes atomically with the ledger transition that causes it (an outbox).
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import uuid
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from cmvoice.messages import (
+    DISPATCH_QUEUE,
+    DISPATCH_TASK,
+    INTERACTIVE_QUEUE,
+    dispatch_message,
+    task_envelope,
+)
 from cmvoice.schedule import MAX_COUNTDOWN_S
-from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, INTERACTIVE_QUEUE, app
+from cmvoice.worker import app
 
 if TYPE_CHECKING:
     from cmvoice.runtime import Runtime
@@ -123,41 +128,14 @@ def dispatch_later(runtime: Runtime, instruction_id: str, delay_s: float) -> Non
 
 
 def envelope(task_name: str, args: Sequence[Any], queue: str) -> tuple[str, bytes]:
-    """A Celery task message as kombu's Redis transport stores it: (list key, bytes to LPUSH).
-
-    For a Lua script that must publish atomically with a ledger transition, where a separate
-    publish could be lost or repeated by a crash. The envelope is kombu's own
-    (``prepare_message`` + ``basic_publish``), with Celery's headers and body from
-    ``as_task_v2``; a real worker consuming it is tested.
-    """
-    message = app.amqp.as_task_v2(
-        str(uuid.uuid4()), task_name, args=tuple(args), argsrepr=repr(list(args)), kwargsrepr="{}"
-    )
-    return queue, _redis_envelope(message, queue)
+    """A task message as kombu's Redis transport stores it: (list key, bytes to LPUSH), for a
+    Lua script that publishes atomically with a ledger transition."""
+    return queue, task_envelope(task_name, args, queue)
 
 
 def dispatch_envelope(instruction_id: str, lane: Lane) -> bytes:
     """The ``cmvoice.dispatch`` envelope of one call, for the pacer's release step."""
-    return _redis_envelope(_dispatch_message(instruction_id), lane.queue)
-
-
-def _redis_envelope(message: Any, queue: str) -> bytes:
-    body = json.dumps(message.body).encode()
-    document = {
-        "body": base64.b64encode(body).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": message.headers,
-        "properties": {
-            **message.properties,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    return json.dumps(document).encode()
+    return dispatch_message(instruction_id, lane.queue)
 
 
 def publish_task(task_name: str, args: Sequence[Any], queue: str) -> None:

@@ -25,11 +25,12 @@ from cmvoice import lua
 from cmvoice.bounded_json import JsonLimitExceeded, loads_bounded
 from cmvoice.errors import InvalidEvent
 from cmvoice.events import CallQueued, parse_event
+from cmvoice.messages import HANDLE_RESULT_TASK, RESULTS_QUEUE
 from cmvoice.publishing import envelope
 from cmvoice.replies import as_text
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.signing import CALLBACK_PATH, verify
-from cmvoice.worker import HANDLE_RESULT_TASK, RESULTS_QUEUE, app
+from cmvoice.worker import app
 
 logger = logging.getLogger(__name__)
 

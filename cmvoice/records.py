@@ -13,10 +13,8 @@ from cmvoice.privacy import mask_number
 
 #: Ledger fields holding Redis server times in milliseconds.
 _TIME_FIELDS = ("created_at", "updated_at", "sent_at", "due_at")
-#: Fields shown as they are, in this order, when present (numbers as numbers).
-_PLAIN_FIELDS = (
-    "campaign_id",
-    "call_id",
+#: The fields of a record that say how its call ended (a report's columns, the API's outcome).
+OUTCOME_FIELDS = (
     "result_code",
     "result_description",
     "digits",
@@ -24,7 +22,15 @@ _PLAIN_FIELDS = (
     "answered_on",
     "finished_on",
     "last_error",
+)
+#: Fields shown as they are, in this order, when present (numbers as numbers).
+_PLAIN_FIELDS = (
+    "campaign_id",
+    "call_id",
+    *OUTCOME_FIELDS,
     "waiting",
+    "held_by",
+    "refused_rule",
     "root_id",
     "attempt_no",
     "next_id",

@@ -6,11 +6,11 @@ import secrets
 import threading
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import redis
 
 from cmvoice.calls import DispatchLimits
-from cmvoice.client import VoiceApiClient
 from cmvoice.config import DEFAULT_API_URL, Settings, get_settings
 from cmvoice.crypto import FieldCipher
 from cmvoice.errors import ConfigurationError
@@ -20,6 +20,9 @@ from cmvoice.ratelimit import ConcurrencyLimiter, account_key
 from cmvoice.replies import as_text
 from cmvoice.retrying import RetryPolicy
 from cmvoice.schedule import DispatchSchedule
+
+if TYPE_CHECKING:
+    from cmvoice.client import VoiceApiClient
 
 #: The token ``cmvoice simulator`` accepts unless told otherwise; never valid at CM.
 SIMULATOR_TOKEN = "00000000-0000-0000-0000-000000000000"  # noqa: S105 - public dev token
@@ -118,6 +121,10 @@ class Runtime:
 
     @cached_property
     def voice_client(self) -> VoiceApiClient:
+        # Imported here: producers (a web app, `cmvoice send`) never call CM, and need not pay
+        # for requests.
+        from cmvoice.client import VoiceApiClient
+
         return VoiceApiClient(
             self.product_token,
             api_url=self.settings.api_url,

@@ -15,21 +15,14 @@ from kombu import Queue
 from kombu.exceptions import OperationalError
 
 from cmvoice.config import Settings, get_settings
-
-#: The interactive lane: calls enqueued one by one (``enqueue()``, ``cmvoice send``), served first.
-INTERACTIVE_QUEUE = "cmvoice.interactive"
-#: The campaign lane: calls the pacer releases from campaign backlogs.
-DISPATCH_QUEUE = "cmvoice.dispatch"
-RESULTS_QUEUE = "cmvoice.results"
-CAMPAIGNS_QUEUE = "cmvoice.campaigns"
-#: cmvoice's own queues, in the order a worker consumes them: with the Redis transport's
-#: "priority" order, a worker takes from a queue only when the ones before it are empty.
-ALL_QUEUES = (INTERACTIVE_QUEUE, DISPATCH_QUEUE, RESULTS_QUEUE, CAMPAIGNS_QUEUE)
-
-#: Task names: the public interface of the queue (docs/architecture.md).
-DISPATCH_TASK = "cmvoice.dispatch"
-HANDLE_RESULT_TASK = "cmvoice.handle_result"
-RECONCILE_TASK = "cmvoice.reconcile"
+from cmvoice.messages import (
+    ALL_QUEUES,
+    CAMPAIGNS_QUEUE,
+    HANDLE_RESULT_TASK,
+    INTERACTIVE_QUEUE,
+    RECONCILE_TASK,
+    RESULTS_QUEUE,
+)
 
 #: Seconds a message may stay unacknowledged before Redis hands it to another worker. It must
 #: exceed the longest countdown the code produces (MAX_COUNTDOWN_S) plus the longest task (a

@@ -17,22 +17,14 @@ from cmvoice.bounded_json import JsonLimitExceeded, loads_bounded
 from cmvoice.calls import CallRecord
 from cmvoice.errors import CallNotAllowed, FieldError, InvalidInstruction
 from cmvoice.producer import Ticket, enqueue
+from cmvoice.records import OUTCOME_FIELDS as RECORD_OUTCOME_FIELDS
 from cmvoice.records import attempt_chain, describe_record
 from cmvoice.runtime import Runtime
 
 #: Largest JSON body accepted; CM's longest instruction is a few kilobytes.
 MAX_JSON_BODY_BYTES = 64 * 1024
 #: Fields of the last attempt that make up a call's outcome, when present.
-OUTCOME_FIELDS = (
-    "state",
-    "result_code",
-    "result_description",
-    "digits",
-    "started_on",
-    "answered_on",
-    "finished_on",
-    "last_error",
-)
+OUTCOME_FIELDS = ("state", *RECORD_OUTCOME_FIELDS)
 
 
 class CallRequest(BaseModel):

@@ -13,23 +13,10 @@ from typing import TextIO
 from cmvoice.campaigns.model import RowOutcome, chunks, spreadsheet_safe
 from cmvoice.campaigns.store import CHUNK, CampaignStore
 from cmvoice.privacy import mask_number
-from cmvoice.records import attempt_chains
+from cmvoice.records import OUTCOME_FIELDS, attempt_chains
 
 #: Columns of the report, in order.
-REPORT_COLUMNS = (
-    "line",
-    "instruction_id",
-    "callee",
-    "state",
-    "attempts",
-    "result_code",
-    "result_description",
-    "digits",
-    "started_on",
-    "answered_on",
-    "finished_on",
-    "last_error",
-)
+REPORT_COLUMNS = ("line", "instruction_id", "callee", "state", "attempts", *OUTCOME_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -121,13 +108,7 @@ def _call_rows(
                 callee=callee if unmask else mask_number(callee),
                 state=last.state.value,
                 attempts=len(chain),
-                result_code=last.get("result_code", ""),
-                result_description=last.get("result_description", ""),
-                digits=last.get("digits", ""),
-                started_on=last.get("started_on", ""),
-                answered_on=last.get("answered_on", ""),
-                finished_on=last.get("finished_on", ""),
-                last_error=last.get("last_error", ""),
+                **{name: last.get(name) for name in OUTCOME_FIELDS},
             )
         )
     return rows

@@ -130,8 +130,8 @@ def worker(
     ] = METRICS_HOST,
 ) -> None:
     """Start a Celery worker (thread pool). Other options are passed on to Celery."""
+    from cmvoice.messages import ALL_QUEUES
     from cmvoice.runtime import get_runtime
-    from cmvoice.worker import ALL_QUEUES
     from cmvoice.worker import app as celery_app
 
     with _broker_for("worker") as settings:

@@ -12,9 +12,9 @@ from pydantic import SecretStr
 
 from cmvoice.config import DEFAULT_RECEIVER_PORT, Settings
 from cmvoice.crypto import kept_key
+from cmvoice.messages import ALL_QUEUES
 from cmvoice.simulator.config import DEFAULT_PORT as DEFAULT_SIMULATOR_PORT
 from cmvoice.simulator.config import DEFAULT_PREFIX as SIMULATOR_API_PREFIX
-from cmvoice.worker import ALL_QUEUES
 
 #: Where Flower listens unless ``--flower-port`` moves it (Flower's own default as well).
 DEFAULT_FLOWER_PORT = 5555

@@ -21,12 +21,13 @@ from cmvoice.calls import CallState, Claim, Ended, Parked, SendDecision
 from cmvoice.client import VoiceApiClient
 from cmvoice.errors import AuthenticationFailed, CallFailed, CallNotAllowed, VoiceApiError
 from cmvoice.instructions import MODELS
+from cmvoice.messages import DISPATCH_TASK
 from cmvoice.privacy import mask_number
 from cmvoice.publishing import Lane, dispatch_later
 from cmvoice.rules.enforce import CallingRules
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.signing import callback_url
-from cmvoice.worker import DISPATCH_TASK, RETRY_ON_OUTAGE, app
+from cmvoice.worker import RETRY_ON_OUTAGE, app
 
 logger = logging.getLogger(__name__)
 

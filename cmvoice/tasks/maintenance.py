@@ -17,17 +17,17 @@ from kombu.exceptions import ChannelError
 from cmvoice.calls import CallRecord, CallState
 from cmvoice.config import Settings
 from cmvoice.delivery import MAX_DELIVERIES
-from cmvoice.publishing import Lane, envelope, publish_dispatch, publish_task
-from cmvoice.replies import as_text
-from cmvoice.runtime import Runtime, get_runtime
-from cmvoice.worker import (
+from cmvoice.messages import (
     DISPATCH_QUEUE,
     HANDLE_RESULT_TASK,
     INTERACTIVE_QUEUE,
     RECONCILE_TASK,
     RESULTS_QUEUE,
-    app,
 )
+from cmvoice.publishing import Lane, envelope, publish_dispatch, publish_task
+from cmvoice.replies import as_text
+from cmvoice.runtime import Runtime, get_runtime
+from cmvoice.worker import app
 
 logger = logging.getLogger(__name__)
 

@@ -17,11 +17,12 @@ from cmvoice.config import Settings
 from cmvoice.delivery import outbox_member, stored_message
 from cmvoice.errors import InvalidEvent
 from cmvoice.events import CallQueued, DtmfFinished, FinishedEvent, parse_event
+from cmvoice.messages import HANDLE_RESULT_TASK, RESULTS_QUEUE
 from cmvoice.outcomes import CallOutcome, delivery_id_for, run_hooks
 from cmvoice.publishing import envelope, publish_dispatch, publish_task
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.schedule import MAX_COUNTDOWN_S
-from cmvoice.worker import HANDLE_RESULT_TASK, RESULTS_QUEUE, RETRY_ON_OUTAGE, app
+from cmvoice.worker import RETRY_ON_OUTAGE, app
 
 logger = logging.getLogger(__name__)
 
