@@ -24,8 +24,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 
 from cmvoice.dev.plan import FLOWER_TASK_COLUMNS
 from cmvoice.privacy import mask_number
@@ -125,6 +123,8 @@ def fail_a_call_as_the_readme_shows(run: DevRun) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def on_call(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnCall]:
+    """``cmvoice dev`` started as the README says, given its three calls; stopped with Ctrl-C
+    after the module's tests, which must leave nothing running."""
     run = new_dev_run(tmp_path_factory.mktemp("on-call"))
     # Given the README's result-task module, at the path its first line names
     module = code_block("python", "@cmvoice.result_task", OUTCOMES)
@@ -270,13 +270,13 @@ def test_flowers_failed_view_lists_the_refused_call_with_cms_reason_and_the_dash
     assert browser.console_errors() == []
 
 
-def test_flowers_dispatch_view_shows_calls_placed_and_its_search_finds_the_waiting_call(
+def test_flowers_dispatch_and_waiting_views_show_calls_placed_and_the_call_waiting_for_a_slot(
     on_call: OnCall, browser: Browser, tmp_path: Path
 ) -> None:
     # Given the README's flowing and waiting views, and the waiting call sent back to Redis
     assert "`/tasks?name=dispatch`" in MONITORING
-    assert "`result:waiting`" in MONITORING
-    wait_for(lambda: on_call.dispatches(on_call.waiting_call, search="result:waiting"), 15)
+    assert "`/tasks?state=WAITING`" in MONITORING
+    wait_for(lambda: on_call.dispatches(on_call.waiting_call, state="WAITING"), 15)
     browser.set_basic_auth(FLOWER_USER, on_call.password)
     browser.driver.set_window_size(*WIDE_WINDOW)
 
@@ -292,17 +292,14 @@ def test_flowers_dispatch_view_shows_calls_placed_and_its_search_finds_the_waiti
         assert repr([call]) in by_call, call
     assert by_call[repr([on_call.readme_call])]["result"].startswith("'placed call ")
 
-    # When `result:waiting` is typed into the search box
-    search = browser.driver.find_element(By.CSS_SELECTOR, "#tasks-table_wrapper input")
-    search.send_keys(Keys.CONTROL, "a")
-    search.send_keys("result:waiting")
-    browser.wait_until(f"{ROWS_DRAWN} && {ROWS}.every(row => row.result.includes('waiting'))")
+    # When on-call opens the waiting view
+    browser.open(on_call.flower_url + "/tasks?state=WAITING", ready=ROWS_DRAWN)
     rows = browser.evaluate(ROWS)
     browser.screenshot(tmp_path / "flower-waiting.png")
 
-    # Then it finds the dispatch that waits for the concurrency slot, and only that
-    assert [(row["args"], row["result"]) for row in rows] == [
-        (repr([on_call.waiting_call]), "'waiting: a concurrency slot'")
+    # Then it lists the dispatch that found the only slot taken, saying so, and only that
+    assert [(row["state"], row["args"], row["result"]) for row in rows] == [
+        ("WAITING", repr([on_call.waiting_call]), "'waiting: a concurrency slot'")
     ]
 
 
@@ -312,20 +309,21 @@ def test_the_flower_api_filters_the_readme_names_tell_flowing_failing_and_waitin
     # Given the README's JSON filters
     for url in (
         "/api/tasks?taskname=cmvoice.dispatch&state=FAILURE",
-        "/api/tasks?taskname=cmvoice.dispatch&search=result:waiting",
+        "/api/tasks?taskname=cmvoice.dispatch&state=WAITING",
         "/api/queues/length",
     ):
         assert f"`{url}`" in MONITORING, url
 
     # When they are asked
     failed = on_call.tasks(taskname="cmvoice.dispatch", state="FAILURE")
-    waiting = on_call.tasks(taskname="cmvoice.dispatch", search="result:waiting")
+    waiting = on_call.tasks(taskname="cmvoice.dispatch", state="WAITING")
     succeeded = on_call.tasks(taskname="cmvoice.dispatch", state="SUCCESS")
     queues = on_call.flower("/api/queues/length")
 
     # Then each finds its calls and no other
     assert [task["args"] for task in failed.values()] == [repr([on_call.refused_call])]
     assert [task["args"] for task in waiting.values()] == [repr([on_call.waiting_call])]
+    assert waiting.keys() == on_call.tasks(search="name:dispatch result:waiting").keys()
     placed = {task["args"] for task in succeeded.values() if "placed call" in task["result"]}
     assert repr([on_call.readme_call]) in placed
     assert repr([on_call.refused_call]) not in {task["args"] for task in succeeded.values()}
