@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.support.simulator_fixtures",
     "tests.support.browser",
     "tests.support.api_fixtures",
+    "tests.support.dev_run",
 ]
 
 _REDIS_PORT = free_port()

@@ -34,9 +34,11 @@ DEMO_REDIAL_MAX_ATTEMPTS = 2
 #: Worker threads: plenty for a laptop, few enough for a 2-core machine.
 DEV_WORKER_CONCURRENCY = 8
 #: Columns of Flower's Tasks page (its ``tasks_columns`` option), in this order. Flower's
-#: default hides args and result; ours carry ids and what a dispatch did ("placed", "retry in
-#: 2.0s", "failed"), never personal data, so they are the most useful columns to show.
-FLOWER_TASK_COLUMNS = "name,uuid,state,args,result,received,started,runtime,worker"
+#: default hides result, exception and args; ours say what a dispatch did ("placed call ...",
+#: "waiting: ..."; a failed one's reason is its exception, since a FAILURE has no result) and
+#: which call it was (the instruction id), never personal data. What happened comes right after
+#: the state, so that it shows without scrolling.
+FLOWER_TASK_COLUMNS = "name,uuid,state,result,exception,args,received,started,runtime,worker"
 
 
 @dataclass(frozen=True)

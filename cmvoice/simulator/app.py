@@ -21,6 +21,7 @@ from cmvoice.privacy import quote_value
 from cmvoice.simulator.config import SimulatorConfig
 from cmvoice.simulator.engine import SimulatorEngine
 from cmvoice.simulator.faults import Faults, RequestFault
+from cmvoice.simulator.refusals import Refusal
 from cmvoice.simulator.scenarios import Scenario
 from cmvoice.validation_errors import describe_validation_error, dotted_location
 
@@ -165,7 +166,8 @@ def _voice_router(engine: SimulatorEngine) -> APIRouter:
 
     async def handle(kind: str, request: Request) -> Response:
         # Order: latency, token (401), faults that need no body (429, 503), size (413),
-        # validation (400), then the faults that come after CM accepted the body (500, timeout).
+        # validation (400), a refused number (/_sim/refusals), then the faults that come after
+        # CM accepted the body (500, timeout).
         faults = engine.faults
         if faults.latency_s:
             await asyncio.sleep(faults.latency_s)
@@ -176,6 +178,9 @@ def _voice_router(engine: SimulatorEngine) -> APIRouter:
             engine.registry.faults_injected[str(fault)] += 1
             raise refusal
         instruction = _parse(kind, await _read_body(request, config.max_body_bytes))
+        refused = engine.refusals.get(instruction.callee)
+        if refused is not None:
+            return JSONResponse(refused.answer(), status_code=refused.status)
         if fault is RequestFault.NONE:
             return JSONResponse(engine.place(instruction).to_payload())
         engine.registry.faults_injected[str(fault)] += 1
@@ -287,9 +292,38 @@ def _control_router(engine: SimulatorEngine) -> APIRouter:
         engine.scenarios.clear(callee or None)
         return JSONResponse({"pending": engine.scenarios.pending()})
 
+    @router.get("/refusals")
+    async def get_refusals() -> dict[str, Any]:
+        return {"refused": engine.refusals.listed()}
+
+    @router.post("/refusals")
+    async def add_refusal(request: Request) -> Response:
+        """Refuse every instruction to one number from now on (a 4xx, no call placed)."""
+        try:
+            data = _parse_json_object(await _read_body(request, engine.config.max_body_bytes))
+            refusal = Refusal.model_validate(data)
+        except ValidationError as exc:
+            return _pydantic_refusal(exc).response()
+        except _Refusal as refusal_error:
+            return refusal_error.response()
+        engine.refusals.add(refusal)
+        return JSONResponse(refusal.model_dump(mode="json"))
+
+    @router.delete("/refusals")
+    async def clear_refusals(request: Request) -> Response:
+        """Clear every refusal, or only that of ``?callee=``."""
+        callee = request.query_params.get("callee")
+        if callee:
+            try:
+                callee = normalize_number(callee)
+            except ValueError as exc:
+                return _message(400, f"callee: {exc}")
+        engine.refusals.clear(callee or None)
+        return JSONResponse({"refused": engine.refusals.listed()})
+
     @router.post("/reset")
     async def reset() -> dict[str, Any]:
-        """Hang up calls in progress; forget calls, scenarios, faults and counters."""
+        """Hang up calls in progress; forget calls, scenarios, refusals, faults and counters."""
         await engine.reset()
         return {"reset": True}
 

@@ -26,6 +26,7 @@ from cmvoice.simulator.callbacks import CallbackSender, DeliveryStatus
 from cmvoice.simulator.config import SimulatorConfig
 from cmvoice.simulator.faults import FaultInjector
 from cmvoice.simulator.records import CallRecord, CallRegistry
+from cmvoice.simulator.refusals import RefusedNumbers
 from cmvoice.simulator.scenarios import ScenarioBook
 
 logger = logging.getLogger("cmvoice.simulator")
@@ -49,6 +50,7 @@ class SimulatorEngine:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.scenarios = ScenarioBook()
+        self.refusals = RefusedNumbers()
         self.registry = CallRegistry()
         self.faults = FaultInjector(config.faults, config.seed)
         self._sender: CallbackSender | None = None
@@ -83,10 +85,12 @@ class SimulatorEngine:
         await asyncio.gather(*calls, return_exceptions=True)
 
     async def reset(self) -> None:
-        """Forget calls, scenarios, faults and counters; the faults are cleared, not restored."""
+        """Forget calls, scenarios, refusals, faults and counters; the faults are cleared, not
+        restored."""
         await self.cancel_calls()
         self.registry.clear()
         self.scenarios.clear()
+        self.refusals.clear()
         self.faults = FaultInjector(None, self.config.seed)
 
     def place(self, instruction: Instruction, *, answered_with: str = "200") -> CallQueued:

@@ -27,7 +27,7 @@ def _check_keys(value: str) -> str:
 KeySequence = Annotated[str, Field(max_length=128), AfterValidator(_check_keys)]
 
 
-class _ControlModel(BaseModel):
+class ControlModel(BaseModel):
     """Control API bodies: hyphenated or snake_case names, unknown names refused."""
 
     model_config = ConfigDict(
@@ -40,7 +40,7 @@ class _ControlModel(BaseModel):
     )
 
 
-class Outcome(_ControlModel):
+class Outcome(ControlModel):
     """How one simulated call ends, and what the callee does during it.
 
     ``keys``: the key sequences the callee presses, one per DTMF attempt (``"1234#"``; ``""``
@@ -55,7 +55,7 @@ class Outcome(_ControlModel):
     sip_disconnect_code: Annotated[str, Field(max_length=16)] | None = None
 
 
-class Scenario(_ControlModel):
+class Scenario(ControlModel):
     """``POST /_sim/scenarios``: outcomes for the next calls to one number, in order."""
 
     callee: Annotated[str, Field(max_length=24), AfterValidator(normalize_number)]

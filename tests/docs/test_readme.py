@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 from tests.docs.test_compose import cmvoice_commands
+from tests.support.readme import README, ROOT, code_blocks, section
 from tests.support.settings_doc import documented_default, variables
-
-ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-
-
-def section(title: str) -> str:
-    """The text under ``## title``, up to the next section of the same level."""
-    match = re.search(
-        rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, re.MULTILINE | re.DOTALL
-    )
-    assert match, f"the README has a '## {title}' section"
-    return match.group(1)
-
-
-def code_blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README, re.MULTILINE | re.DOTALL)
 
 
 def configuration_rows() -> dict[str, str]:

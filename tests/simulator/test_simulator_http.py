@@ -114,6 +114,42 @@ def test_a_body_that_is_not_a_json_object_is_refused_with_400(
     assert expected in answer.json()["message"]
 
 
+def test_a_refused_number_gets_the_4xx_it_was_given_every_time_and_no_call(
+    client: VoiceApiClient, sim_url: str
+) -> None:
+    # Given CM told to refuse one number (a valid one: cmvoice's checks accept it)
+    other = "+31612345601"
+    answer = requests.post(
+        f"{sim_url}/_sim/refusals", json={"callee": "0031612345678", "status": 422}, timeout=5
+    )
+    assert answer.json()["callee"] == CALLEE
+
+    # When instructions go to it twice, and to another number once
+    refusals = []
+    for _ in range(2):
+        with pytest.raises(RequestRefused) as caught:
+            client.send_payload("Notification", NOTIFICATION)
+        refusals.append(caught.value)
+    client.send_payload("Notification", {**NOTIFICATION, "callee": other})
+
+    # Then both are refused with that status and a CM-style message naming the field, the
+    # number masked, and only the other number was called
+    assert [refusal.status_code for refusal in refusals] == [422, 422]
+    assert refusals[0].cm_message.startswith("callee: CM does not call this number")
+    assert "+31******678" in refusals[0].cm_message
+    assert CALLEE[1:] not in refusals[0].body
+    placed = requests.get(f"{sim_url}/_sim/calls", timeout=5).json()["calls"]
+    assert [call["callee"] for call in placed] == [other]
+    listed = requests.get(f"{sim_url}/_sim/refusals", timeout=5).json()["refused"]
+    assert listed[CALLEE]["status"] == 422
+
+    # And once the refusal is deleted, the number is called again
+    requests.delete(
+        f"{sim_url}/_sim/refusals", params={"callee": CALLEE}, timeout=5
+    ).raise_for_status()
+    assert client.send_payload("Notification", NOTIFICATION)[0].success
+
+
 def test_an_unknown_app_is_refused_with_404(client: VoiceApiClient, sim_url: str) -> None:
     with pytest.raises(RequestRefused) as caught:
         client.send_payload("FlowBuilder", NOTIFICATION)
@@ -176,7 +212,7 @@ def test_the_listing_counts_calls_per_instruction_id_and_requests_per_status(
     assert by_callee["count"] == 3
 
 
-def test_reset_clears_calls_scenarios_faults_and_counters(
+def test_reset_clears_calls_scenarios_refusals_faults_and_counters(
     client: VoiceApiClient, sim_url: str
 ) -> None:
     client.send(NotificationInstruction(**NOTIFICATION))
@@ -184,6 +220,7 @@ def test_reset_clears_calls_scenarios_faults_and_counters(
         f"{sim_url}/_sim/scenarios", json={"callee": CALLEE, "outcomes": [{"code": 9}]}, timeout=5
     ).raise_for_status()
     requests.post(f"{sim_url}/_sim/faults", json={"latency-ms": 5}, timeout=5).raise_for_status()
+    requests.post(f"{sim_url}/_sim/refusals", json={"callee": CALLEE}, timeout=5).raise_for_status()
 
     requests.post(f"{sim_url}/_sim/reset", timeout=5).raise_for_status()
 
@@ -192,6 +229,7 @@ def test_reset_clears_calls_scenarios_faults_and_counters(
     assert after["requests"]["total"] == 0
     assert requests.get(f"{sim_url}/_sim/scenarios", timeout=5).json() == {"pending": {}}
     assert requests.get(f"{sim_url}/_sim/faults", timeout=5).json()["latency-ms"] == 0
+    assert requests.get(f"{sim_url}/_sim/refusals", timeout=5).json() == {"refused": {}}
 
 
 @pytest.mark.parametrize(
@@ -200,6 +238,8 @@ def test_reset_clears_calls_scenarios_faults_and_counters(
         ("/_sim/scenarios", {"callee": "0612345678", "outcomes": [{"code": 9}]}, "callee"),
         ("/_sim/scenarios", {"callee": CALLEE, "outcomes": []}, "outcomes"),
         ("/_sim/scenarios", {"callee": CALLEE, "outcomes": [{"cod": 9}]}, "outcomes.0.code"),
+        ("/_sim/refusals", {"callee": CALLEE, "status": 503}, "status"),
+        ("/_sim/refusals", {"status": 400}, "callee"),
         ("/_sim/faults", {"fail-429": 1.5}, "fail-429"),
         ("/_sim/faults", {"fail-429": 0.6, "fail_503": 0.6}, "must add up to 1 or less"),
         ("/_sim/faults", {"latency": 5}, "latency"),
