@@ -159,6 +159,7 @@ class Delivery:
     ``envelope`` the broker message pushed with the transition ('' when published after it).
     """
 
+    task_name: str
     member: str
     stored: str
     queue_key: str

@@ -13,7 +13,6 @@ import hashlib
 import redis
 
 from cmvoice import lua
-from cmvoice.replies import as_int
 
 
 def account_key(product_token: str) -> str:
@@ -22,15 +21,14 @@ def account_key(product_token: str) -> str:
 
 
 class ConcurrencyLimiter:
-    """Calls in progress: a slot is held from dispatch until the callback or its lease ends."""
+    """Calls in progress: a slot is held from dispatch until the callback or its lease ends.
 
-    def __init__(
-        self, client: redis.Redis, key: str, limit: int, lease_s: float, prefix: str = "cmvoice"
-    ) -> None:
+    Slots are taken by the dispatch claim (lua/begin.lua); this gives them back and counts them.
+    """
+
+    def __init__(self, client: redis.Redis, key: str, prefix: str = "cmvoice") -> None:
         self.client = client
         self.key = key
-        self.limit = limit
-        self.lease_ms = int(lease_s * 1000)
         self.prefix = prefix
         self._free = lua.load(client, "free_slot")
 
@@ -40,9 +38,3 @@ class ConcurrencyLimiter:
 
     def in_use(self) -> int:
         return int(self.client.zcard(self.key))
-
-
-def rate_backlog_s(client: redis.Redis, account_hash_key: str, now_us: int) -> float:
-    """How far ahead of now the account's rate turns are already taken, in seconds."""
-    tat = as_int(client.hget(account_hash_key, "tat"))
-    return max(tat - now_us, 0) / 1_000_000

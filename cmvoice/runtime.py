@@ -99,13 +99,7 @@ class Runtime:
 
     @cached_property
     def slots(self) -> ConcurrencyLimiter:
-        return ConcurrencyLimiter(
-            self.redis,
-            self.keys.slots(self.account),
-            self.settings.max_concurrent_calls,
-            self.settings.slot_lease,
-            prefix=self.keys.prefix,
-        )
+        return ConcurrencyLimiter(self.redis, self.keys.slots(self.account), self.keys.prefix)
 
     @cached_property
     def schedule(self) -> DispatchSchedule:
@@ -150,11 +144,6 @@ class Runtime:
         """
         until_ms = self.ledger.server_time_ms() + int(hold_s * 1000)
         self.redis.hset(self.keys.account(self.account), "refused_until", until_ms)
-
-    def token_rejected(self) -> bool:
-        """Whether CM refused this account's token lately (any worker may have seen it)."""
-        until = self.redis.hget(self.keys.account(self.account), "refused_until")
-        return until is not None and int(until) > self.ledger.server_time_ms()
 
     def close(self) -> None:
         if "voice_client" in self.__dict__:

@@ -72,6 +72,7 @@ def _deliveries(runtime: Runtime, outcome: CallOutcome) -> list[Delivery]:
         queue, message = envelope(task_name, args, settings.result_queue)
         deliveries.append(
             Delivery(
+                task_name=task_name,
                 member=outbox_member(task_name, outcome.delivery_id),
                 stored=stored_message(task_name, settings.result_queue, args),
                 queue_key=queue,
@@ -142,7 +143,7 @@ def handle_event(runtime: Runtime, data: dict[str, Any]) -> str:
         # Another broker: published after the transition. Lost by a crash here, they stay in
         # the outbox and the reconciler publishes them after the outbox timeout.
         for delivery in deliveries:
-            publish_task(delivery.member.split("|", 1)[0], [outcome.to_dict()], delivery.queue_key)
+            publish_task(delivery.task_name, [outcome.to_dict()], delivery.queue_key)
     run_hooks(outcome)
     final = (
         "final" if next_id is None else f"redial {next_id} in {_duration(settings.redial_delay)}"

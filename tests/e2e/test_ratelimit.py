@@ -77,7 +77,7 @@ def test_two_processes_share_the_account_budget(redis_url: str) -> None:
 
 def test_concurrency_slots_are_capped_and_given_back(redis_url: str) -> None:
     ledger = ledger_with(redis_url, "a", "b", "c")
-    slots = ConcurrencyLimiter(ledger.redis, "t:slots", limit=2, lease_s=60)
+    slots = ConcurrencyLimiter(ledger.redis, "t:slots")
 
     assert isinstance(ledger.claim("a", 30, limits=limits(0.001, slots=2)), Claim)
     assert isinstance(ledger.claim("b", 30, limits=limits(0.001, slots=2)), Claim)
