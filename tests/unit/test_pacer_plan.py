@@ -99,6 +99,44 @@ def test_an_account_with_no_turn_taken_ever_has_the_whole_lead() -> None:
     assert budget.calls == 5
 
 
+@pytest.mark.parametrize(
+    ("interval_us", "ahead_us", "released", "rate_room"),
+    [
+        # 1 call a second, with a 500 ms lead: the turn that is due now may go
+        (1_000 * MS, 0, 0, 1),
+        (1_000 * MS, -5_000 * MS, 0, 1),
+        # the next turn starts within the lead: it may go, and waits in the worker
+        (1_000 * MS, 300 * MS, 0, 1),
+        # not yet within the lead, or already released
+        (1_000 * MS, 500 * MS, 0, 0),
+        (1_000 * MS, 0, 1, 0),
+        # 1 call a minute
+        (60_000 * MS, 0, 0, 1),
+        (60_000 * MS, 30_000 * MS, 0, 0),
+        # 10 a second, 150 ms taken: turns at 150, 250, 350 and 450 ms all start within it
+        (INTERVAL_US, 150 * MS, 0, 4),
+    ],
+)
+def test_an_account_rate_slower_than_one_call_per_lead_still_releases_each_turn(
+    interval_us: int, ahead_us: int, released: int, rate_room: int
+) -> None:
+    # Given an account rate whose next turn is `ahead_us` from now
+    # When the step plans its budget with a 500 ms lead
+    budget = plan_budget(
+        now_us=NOW_US,
+        tat_us=NOW_US + ahead_us,
+        interval_us=interval_us,
+        lead_us=LEAD_US,
+        slot_limit=50,
+        slots_in_use=0,
+        released=released,
+    )
+
+    # Then each turn that starts within the lead is room for one call: a slow rate is slow,
+    # never stuck
+    assert budget.rate_room == rate_room
+
+
 # --- campaign_room ----------------------------------------------------------------------------
 
 
@@ -124,6 +162,50 @@ def test_a_campaigns_room_is_its_own_rates_turns_within_the_lead(
         campaign_room(now_us=NOW_US, tat_us=tat_us, interval_us=interval_us, lead_us=LEAD_US)
         == room
     )
+
+
+@pytest.mark.parametrize(
+    ("tat_us", "interval_us", "room"),
+    [
+        # a campaign of 1 call every 2 seconds (README: --rate 1/2s) gets its turns
+        (0, 2_000 * MS, 1),
+        (NOW_US, 2_000 * MS, 1),
+        (NOW_US + 400 * MS, 2_000 * MS, 1),
+        (NOW_US + 1_500 * MS, 2_000 * MS, 0),
+        # 60 a minute
+        (NOW_US, 1_000 * MS, 1),
+        # a turn that starts inside the lead counts
+        (NOW_US + 50 * MS, 200 * MS, 3),
+    ],
+)
+def test_a_campaign_slower_than_one_call_per_lead_gets_room_when_its_turn_comes(
+    tat_us: int, interval_us: int, room: int
+) -> None:
+    assert (
+        campaign_room(now_us=NOW_US, tat_us=tat_us, interval_us=interval_us, lead_us=LEAD_US)
+        == room
+    )
+
+
+@given(
+    ahead_us=st.integers(min_value=-10_000_000, max_value=10_000_000),
+    interval_us=st.integers(min_value=1, max_value=120_000_000),
+    lead_us=st.integers(min_value=1, max_value=5_000_000),
+)
+def test_a_campaigns_room_is_exactly_the_turns_that_start_within_the_lead(
+    ahead_us: int, interval_us: int, lead_us: int
+) -> None:
+    # Given any rate, lead and position of the campaign's next turn
+    # When
+    room = campaign_room(
+        now_us=NOW_US, tat_us=NOW_US + ahead_us, interval_us=interval_us, lead_us=lead_us
+    )
+
+    # Then every turn given starts before the lead ends, and the next one does not
+    first = max(ahead_us, 0)
+    if room:
+        assert first + (room - 1) * interval_us < lead_us
+    assert first + room * interval_us >= lead_us
 
 
 # --- share_fairly -----------------------------------------------------------------------------
