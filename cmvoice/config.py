@@ -83,12 +83,14 @@ def parse_rate(value: object) -> Rate:
     if isinstance(value, Rate):
         return value
     match = _RATE.fullmatch(str(value))
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError("must be a positive rate such as 10/s, 600/m or 5/10s")
-    count = float(match.group(1))
-    multiplier = float(match.group(2)) if match.group(2) else 1.0
-    period = multiplier * _UNITS[match.group(3) or "s"]
-    return Rate(count=count, period_s=period)
+    if match:
+        count = float(match.group(1))
+        multiplier = float(match.group(2)) if match.group(2) else 1.0
+        period = multiplier * _UNITS[match.group(3) or "s"]
+        # A period of 0 ("5/0s") is no rate: its interval of 0 would switch the limit off.
+        if count > 0 and period > 0:
+            return Rate(count=count, period_s=period)
+    raise ValueError("must be a positive rate such as 10/s, 600/m or 5/10s")
 
 
 def _optional_rate(value: object) -> object:

@@ -81,6 +81,25 @@ def test_a_rate_that_is_not_positive_or_unreadable_is_refused(text: str) -> None
         parse_rate(text)
 
 
+@pytest.mark.parametrize("text", ["5/0s", "5/0m", "1/00h"])
+def test_a_rate_per_zero_seconds_is_refused_not_taken_as_no_limit(text: str) -> None:
+    # Given a rate whose period is zero: an interval of 0 would mean "no limit at all"
+    # When / Then it is refused like any rate that is not positive
+    with pytest.raises(ValueError, match="must be a positive rate such as 10/s, 600/m or 5/10s"):
+        parse_rate(text)
+
+
+def test_an_account_rate_per_zero_seconds_is_refused_naming_the_variable(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    # Given CMVOICE_RATE_LIMIT=5/0s
+    environment.setenv("CMVOICE_RATE_LIMIT", "5/0s")
+
+    # When / Then the settings refuse it, instead of switching the account's limit off
+    with pytest.raises(ConfigurationError, match=r"CMVOICE_RATE_LIMIT: must be a positive rate"):
+        load_settings()
+
+
 def test_a_rate_given_as_a_rate_is_taken_as_it_is() -> None:
     rate = Rate(3, 600)
     assert parse_rate(rate) is rate
