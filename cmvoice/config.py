@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias, get_args
 
@@ -73,9 +74,16 @@ class Rate:
         for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
             if self.period_s >= size and self.period_s % size == 0:
                 units = self.period_s / size
-                per = unit if units == 1 else f"{units:g}{unit}"
-                return f"{self.count:g}/{per}"
-        return f"{self.per_second:g}/s"
+                per = unit if units == 1 else f"{_plain(units)}{unit}"
+                return f"{_plain(self.count)}/{per}"
+        return f"{_plain(self.per_second)}/s"
+
+
+def _plain(number: float) -> str:
+    """``number`` as ``parse_rate`` reads it back: all its digits, never an exponent
+    (``:g`` writes 1000000 as ``1e+06``, and a campaign keeps its rate as this text)."""
+    value = float(number)  # Rate(10, 1) is written with ints too
+    return str(int(value)) if value.is_integer() else format(Decimal(repr(value)), "f")
 
 
 def parse_rate(value: object) -> Rate:

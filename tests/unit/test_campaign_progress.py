@@ -15,6 +15,7 @@ from cmvoice.campaigns.model import (
     EnqueueState,
     estimate_eta_s,
 )
+from cmvoice.config import parse_rate
 from cmvoice.ledger import CallState
 
 #: 2026-11-26T12:00:00Z, in ms.
@@ -189,6 +190,17 @@ def test_a_running_campaign_estimates_from_its_own_rate_until_a_speed_is_measure
     assert progress(MIXED, rate="1/s").eta_s == 5.0
     # And once a speed of 30 calls a minute is measured, that wins
     assert progress(MIXED, rate="1/s", calls_per_minute=30.0).eta_s == 10.0
+
+
+def test_a_campaign_at_a_million_calls_an_hour_still_shows_its_time_left() -> None:
+    # Given a campaign whose rate was stored as the store writes it
+    stored = str(parse_rate("1000000/h"))
+
+    # When its time left is estimated from that rate
+    eta_s = progress(MIXED, rate=stored).eta_s
+
+    # Then it is the five active calls at 1,000,000 an hour
+    assert eta_s == pytest.approx(5 / (1_000_000 / 3600))
 
 
 def test_to_dict_gives_numbers_as_numbers_and_states_by_name() -> None:

@@ -130,6 +130,28 @@ def test_a_rate_is_written_per_one_unit_when_the_period_is_one_and_reads_back(
     assert parse_rate(written).per_second == rate.per_second
 
 
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("1000000/h", "1000000/h"),
+        ("1234567/s", "1234567/s"),
+        ("5/1000000s", "5/1000000s"),
+        ("0.0000001/s", "0.0000001/s"),
+        ("2.5/m", "2.5/m"),
+    ],
+)
+def test_a_large_or_tiny_rate_is_written_in_a_form_parse_rate_reads_back(
+    text: str, written: str
+) -> None:
+    # Given a rate with a count or period of many digits
+    rate = parse_rate(text)
+
+    # When it is written (a campaign keeps its rate as this text) and read again
+    # Then the text has no exponent, and reads back as the same rate
+    assert str(rate) == written
+    assert parse_rate(str(rate)) == rate
+
+
 @pytest.mark.parametrize("text", ["off", "OFF", " none ", "", "Off"])
 def test_a_per_number_limit_of_off_none_or_nothing_switches_the_limit_off(text: str) -> None:
     assert _optional_rate(text) is None
