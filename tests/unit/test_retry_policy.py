@@ -211,3 +211,16 @@ def test_the_jittered_backoff_never_exceeds_the_cap() -> None:
 
     # Then each is between half the cap and the cap
     assert all(2.5 <= draw <= 5.0 for draw in draws)
+
+
+@pytest.mark.parametrize("attempts", [1023, 1024, 5000])
+def test_the_backoff_stays_at_its_cap_however_many_attempts_were_spent(attempts: int) -> None:
+    # Given a policy allowed many retries (CMVOICE_MAX_DISPATCH_RETRIES has no upper bound)
+    policy = NoJitter(10_000, backoff_base_s=1.0, backoff_max_s=60.0)
+
+    # When CM is still unreachable after more than a thousand attempts
+    decision = policy.decide(unreachable(), attempts)
+
+    # Then the call is retried after the cap, not failed by an overflow
+    assert decision.action == "retry"
+    assert decision.delay_s == 60.0
