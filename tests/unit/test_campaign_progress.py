@@ -174,10 +174,16 @@ def test_the_phase_follows_cancel_then_enqueueing_then_pause_then_active_calls(
     assert state.phase == phase
 
 
+@pytest.mark.parametrize("enqueue_state", list(EnqueueState))
 @pytest.mark.parametrize("status", [CampaignStatus.PAUSED, CampaignStatus.CANCELLED])
-def test_a_paused_or_cancelled_campaign_has_no_time_left_to_show(status: CampaignStatus) -> None:
-    # Given a stopped campaign that still has active calls and a measured speed
-    state = progress(MIXED, status=status, calls_per_minute=60.0)
+def test_a_paused_or_cancelled_campaign_has_no_time_left_to_show(
+    status: CampaignStatus, enqueue_state: EnqueueState
+) -> None:
+    # Given a stopped campaign that still has active calls, a measured speed and its own rate,
+    # whether its file is still being read, was interrupted, or is complete
+    state = progress(
+        MIXED, status=status, enqueue_state=enqueue_state, calls_per_minute=60.0, rate="1/s"
+    )
 
     # When / Then
     assert state.eta_s is None
