@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias, get_args
 
@@ -73,9 +74,16 @@ class Rate:
         for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
             if self.period_s >= size and self.period_s % size == 0:
                 units = self.period_s / size
-                per = unit if units == 1 else f"{units:g}{unit}"
-                return f"{self.count:g}/{per}"
-        return f"{self.per_second:g}/s"
+                per = unit if units == 1 else f"{_plain(units)}{unit}"
+                return f"{_plain(self.count)}/{per}"
+        return f"{_plain(self.per_second)}/s"
+
+
+def _plain(number: float) -> str:
+    """``number`` as ``parse_rate`` reads it back: all its digits, never an exponent
+    (``:g`` writes 1000000 as ``1e+06``, and a campaign keeps its rate as this text)."""
+    value = float(number)  # Rate(10, 1) is written with ints too
+    return str(int(value)) if value.is_integer() else format(Decimal(repr(value)), "f")
 
 
 def parse_rate(value: object) -> Rate:
@@ -83,12 +91,14 @@ def parse_rate(value: object) -> Rate:
     if isinstance(value, Rate):
         return value
     match = _RATE.fullmatch(str(value))
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError("must be a positive rate such as 10/s, 600/m or 5/10s")
-    count = float(match.group(1))
-    multiplier = float(match.group(2)) if match.group(2) else 1.0
-    period = multiplier * _UNITS[match.group(3) or "s"]
-    return Rate(count=count, period_s=period)
+    if match:
+        count = float(match.group(1))
+        multiplier = float(match.group(2)) if match.group(2) else 1.0
+        period = multiplier * _UNITS[match.group(3) or "s"]
+        # A period of 0 ("5/0s") is no rate: its interval of 0 would switch the limit off.
+        if count > 0 and period > 0:
+            return Rate(count=count, period_s=period)
+    raise ValueError("must be a positive rate such as 10/s, 600/m or 5/10s")
 
 
 def _optional_rate(value: object) -> object:

@@ -22,6 +22,8 @@ from cmvoice.errors import (
 DEFAULT_BACKOFF_BASE_S = 1.0
 #: Wait after a 429 that carried no Retry-After.
 DEFAULT_THROTTLE_WAIT_S = 1.0
+#: Doublings of the backoff counted at most: 2.0**1000 is still a float, 2**1024 is not.
+MAX_DOUBLINGS = 1000
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,10 @@ class RetryPolicy:
 
     def backoff_s(self, attempts: int) -> float:
         """Exponential backoff, capped, with jitter so that retries of many calls spread out."""
-        delay = min(self.backoff_max_s, self.backoff_base_s * (2**attempts))
+        # Any cap is reached long before MAX_DOUBLINGS (an overflowing product is inf, which
+        # the cap takes); without the bound, attempt 1024 raised OverflowError.
+        doublings = min(attempts, MAX_DOUBLINGS)
+        delay = min(self.backoff_max_s, self.backoff_base_s * 2.0**doublings)
         return self.jitter(delay)
 
     def jitter(self, delay_s: float) -> float:

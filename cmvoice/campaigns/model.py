@@ -216,7 +216,9 @@ class CampaignProgress:
 
     @property
     def eta_s(self) -> float | None:
-        if self.phase in ("paused", "cancelled"):
+        # By status, not phase: a campaign paused while its file is still read shows the
+        # phase "enqueuing", and releases nothing all the same.
+        if self.campaign.status is not CampaignStatus.RUNNING:
             return None
         rate = parse_rate(self.campaign.rate).per_second if self.campaign.rate else None
         return estimate_eta_s(

@@ -38,9 +38,10 @@ def plan_budget(
 ) -> Budget:
     """The budget of one step. ``tat_us`` is when the account's next rate turn is free; calls
     released and not yet claimed will each take a turn and a slot when a worker claims them,
-    so they count as taken already. Nothing is released beyond ``lead_us`` ahead of now."""
+    so they count as taken already. No call is released whose turn starts ``lead_us`` or more
+    ahead of now."""
     ahead = max(tat_us - now_us, 0)
-    rate_room = (lead_us - ahead) // interval_us - released
+    rate_room = _turns_within(lead_us, ahead, interval_us) - released
     # Wait until half the lead is free again: releases come in batches, not one per step.
     refill_us = max(ahead + released * interval_us - lead_us // 2, 0)
     slot_room = slot_limit - slots_in_use - released
@@ -50,7 +51,17 @@ def plan_budget(
 def campaign_room(*, now_us: int, tat_us: int, interval_us: int, lead_us: int) -> int:
     """How many calls a campaign's own rate lets go within the lead (its ``--rate``)."""
     ahead = max(tat_us - now_us, 0)
-    return max(0, (lead_us - ahead) // interval_us)
+    return max(0, _turns_within(lead_us, ahead, interval_us))
+
+
+def _turns_within(lead_us: int, ahead_us: int, interval_us: int) -> int:
+    """The rate turns that start within the lead: at ``ahead_us``, then one every interval.
+
+    Counted up, not down: a rate slower than one call per lead (1/s with a 0.5 s lead) has one
+    turn in it when its next turn comes near, where a floor would give it none for ever.
+    Negative when the rate is taken beyond the lead.
+    """
+    return -((ahead_us - lead_us) // interval_us)
 
 
 def share_fairly(budget: int, capacities: Sequence[int], start: int = 0) -> list[int]:
