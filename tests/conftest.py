@@ -114,8 +114,9 @@ def worker(stack: Stack) -> Iterator[Any]:
     from celery.contrib.testing.worker import start_worker
 
     import tests.support.result_tasks  # noqa: F401 - registers the application's result task
+    from cmvoice.messages import ALL_QUEUES
     from cmvoice.runtime import get_runtime
-    from cmvoice.worker import ALL_QUEUES, app
+    from cmvoice.worker import app
 
     app.loader.import_default_modules()
     with start_worker(

@@ -116,16 +116,20 @@ if cooldown_key then
   redis.call('SET', cooldown_key, f['root_id'] or id, 'PX', tonumber(ARGV[14]))
 end
 
-local lease = now + math.ceil(wait_us / 1000) + tonumber(ARGV[5])
-local gate_open = true
-if interval > 0 and wait_us <= 0 then
-  -- The send gate (see mark_sending.lua): going now keeps sends an interval apart.
+-- The send gate (see mark_sending.lua): a call that may go now takes the gate's next ticket,
+-- at least an interval after the last one; if that is later than now, it waits for it.
+local gate_at = 0
+if interval > 0 and wait_us <= 0 and ARGV[11] == '1' then
   local last = tonumber(redis.call('HGET', KEYS[2], 'sent_us') or '0')
-  gate_open = us >= last + interval
-  if gate_open and ARGV[11] == '1' then redis.call('HSET', KEYS[2], 'sent_us', string.format('%d', us)) end
+  gate_at = math.max(last + interval, us)
+  redis.call('HSET', KEYS[2], 'sent_us', string.format('%d', gate_at))
+  wait_us = gate_at - us
 end
-if wait_us > 0 or ARGV[11] ~= '1' or not gate_open then
+local lease = now + math.ceil(wait_us / 1000) + tonumber(ARGV[5])
+redis.call('HDEL', KEYS[1], 'gate_at')
+if wait_us > 0 or ARGV[11] ~= '1' then
   redis.call('HSET', KEYS[1], 'claim', ARGV[4], 'lease_until', lease, 'sent', '0')
+  if gate_at > 0 then redis.call('HSET', KEYS[1], 'gate_at', string.format('%d', gate_at)) end
 else
   -- No wait: the POST goes out now. From here a lost worker means UNKNOWN, never a resend.
   redis.call('HSET', KEYS[1], 'claim', ARGV[4], 'lease_until', lease, 'sent', '1', 'sent_at', now)

@@ -1,7 +1,9 @@
 -- After its rate wait, a dispatch's POST goes out now, if it still may (the campaign may have
 -- been paused or cancelled during the wait). From here a lost worker means UNKNOWN.
 -- The send gate: a worker that woke late for its turn must not go out right behind the next
--- call, so two sends of the account are at least one interval apart, by Redis's clock.
+-- call, so two sends of the account are at least one interval apart, by Redis's clock. A call
+-- takes the gate's next ticket (kept in its record as gate_at) and goes once its time came:
+-- tickets are served in order, so no caller is starved by others racing for the gate.
 -- KEYS[1] record, KEYS[2] slots, KEYS[3] account hash (sent_us: the last send).
 -- ARGV[1] prefix, ARGV[2] id, ARGV[3] retention_s, ARGV[4] claim token, ARGV[5] lease_ms,
 -- ARGV[6] rate interval (µs, 0 = none).
@@ -29,10 +31,16 @@ local interval = tonumber(ARGV[6])
 if interval > 0 then
   local t = redis.call('TIME')
   local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local last = tonumber(redis.call('HGET', KEYS[3], 'sent_us') or '0')
-  if us < last + interval then return last + interval - us end
-  redis.call('HSET', KEYS[3], 'sent_us', string.format('%d', us))
+  local gate_at = tonumber(redis.call('HGET', KEYS[1], 'gate_at') or '0')
+  if gate_at == 0 then
+    local last = tonumber(redis.call('HGET', KEYS[3], 'sent_us') or '0')
+    gate_at = math.max(last + interval, us)
+    redis.call('HSET', KEYS[3], 'sent_us', string.format('%d', gate_at))
+    redis.call('HSET', KEYS[1], 'gate_at', string.format('%d', gate_at))
+  end
+  if us < gate_at then return gate_at - us end
 end
+redis.call('HDEL', KEYS[1], 'gate_at')
 local lease = now + tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'sent', '1', 'lease_until', lease, 'sent_at', now)
 redis.call('HINCRBY', KEYS[1], 'posts', 1)

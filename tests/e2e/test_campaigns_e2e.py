@@ -22,9 +22,10 @@ from cmvoice.calls import CallState
 from cmvoice.campaigns import control
 from cmvoice.campaigns.enqueue import CampaignEnqueuer, start_campaign
 from cmvoice.campaigns.report import REPORT_COLUMNS
+from cmvoice.messages import DISPATCH_QUEUE, DISPATCH_TASK
 from cmvoice.publishing import DispatchPublisher, Lane, dispatch_envelope
 from cmvoice.runtime import get_runtime
-from cmvoice.worker import DISPATCH_QUEUE, DISPATCH_TASK, app
+from cmvoice.worker import app
 from tests.support.campaigns import (
     counts,
     notification_campaign,

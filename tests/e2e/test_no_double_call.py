@@ -11,11 +11,12 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 
 from cmvoice.calls import CallState
+from cmvoice.messages import ALL_QUEUES
 from cmvoice.producer import enqueue
 from cmvoice.publishing import publish_dispatch
 from cmvoice.runtime import get_runtime
 from cmvoice.tasks.maintenance import reconcile
-from cmvoice.worker import ALL_QUEUES, app
+from cmvoice.worker import app
 from tests.support.stack import CALLER, Stack, wait_for
 from tests.support.workers import WorkerProcess
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cmvoice.config import Settings
 from cmvoice.dev.plan import DevOptions, DevPlan
-from cmvoice.worker import ALL_QUEUES
+from cmvoice.messages import ALL_QUEUES
 
 #: A result queue of its own, as an application's result tasks get.
 OUTCOMES_QUEUE = "cmvoice.outcomes"
