@@ -58,6 +58,7 @@ app.command()(services.receiver)
 app.command()(services.api)
 app.command()(services.simulator)
 app.command()(services.dev)
+app.command()(services.keygen)
 app.add_typer(campaigns.campaign_app, name="campaign")
 app.add_typer(suppress.suppress_app, name="suppress")
 

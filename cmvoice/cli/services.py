@@ -347,3 +347,10 @@ def dev(
         includes=tuple(include or ()),
     )
     raise typer.Exit(run_dev(settings, options, console))
+
+
+def keygen() -> None:
+    """Print a new key for CMVOICE_ENCRYPTION_KEY (put the newest first to rotate keys)."""
+    from cmvoice.crypto import generate_key
+
+    print(generate_key())
