@@ -1,7 +1,8 @@
 """Shared fixtures: a private redis-server, the simulator, the receiver and a real Celery worker.
 
 The Celery app reads its broker URL once per process, so the private Redis's port is chosen
-here, at import, and put in the environment before anything reads the settings.
+here, at import, and put in the environment before anything reads the settings. That Redis is
+the broker too, unless ``CMVOICE_TEST_BROKER=rabbitmq`` (tests/support/broker_choice.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ import pytest
 import redis
 
 from cmvoice.embedded_redis import EmbeddedRedis, free_port
+from tests.support import broker_choice
+from tests.support.broker import purge
+from tests.support.broker_choice import TEST_QUEUES
 from tests.support.stack import TEST_SECRET, Stack
+from tests.support.workers import thread_worker
 
 pytest_plugins = [
     "tests.support.task_events",
@@ -26,9 +31,43 @@ pytest_plugins = [
 ]
 
 _REDIS_PORT = free_port()
-os.environ["CMVOICE_BROKER_URL"] = f"redis://127.0.0.1:{_REDIS_PORT}/0"
+_REDIS_URL = f"redis://127.0.0.1:{_REDIS_PORT}/0"
+BROKER = broker_choice.choose(_REDIS_URL)
 os.environ["CMVOICE_CALLBACK_SECRET"] = TEST_SECRET
 os.environ.pop("CMVOICE_PRODUCT_TOKEN", None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With RabbitMQ as the broker, skip what needs kombu's Redis transport (or everything,
+    when this run wanted RabbitMQ and has none)."""
+    if not BROKER.is_rabbitmq:
+        return
+    for item in items:
+        if BROKER.skip_reason:
+            item.add_marker(pytest.mark.skip(reason=BROKER.skip_reason))
+        elif item.get_closest_marker("redis_broker"):
+            reason = "reads kombu's Redis transport directly; the broker of this run is RabbitMQ"
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _broker_vhost() -> Iterator[None]:
+    """The RabbitMQ run's vhost is deleted when the session ends, whatever its outcome."""
+    yield
+    if BROKER.vhost is not None:
+        from cmvoice.worker import app
+
+        # Our own connections first, so that deleting the vhost does not cut them mid-use.
+        app.close()
+        BROKER.remove()
+
+
+@pytest.fixture
+def rabbitmq_url(redis_url: str) -> str:
+    """This run's RabbitMQ vhost, its queues emptied; the test is skipped in a Redis run."""
+    if not BROKER.is_rabbitmq:
+        pytest.skip("runs in the RabbitMQ pass: make rabbitmq (CMVOICE_TEST_BROKER=rabbitmq)")
+    return BROKER.url
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +82,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 
 @pytest.fixture
 def redis_url(redis_server: EmbeddedRedis) -> str:
-    """The private Redis's URL, emptied before the test.
+    """The private Redis's URL, emptied before the test, and the broker's queues with it.
 
     Kombu's queue bindings are kept: a worker or producer of this process declared them once
     and would not declare them again.
@@ -53,6 +92,8 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
         if not key.startswith(b"_kombu.binding."):
             client.delete(key)
     client.close()
+    if BROKER.is_rabbitmq:
+        purge(TEST_QUEUES)
     return redis_server.url
 
 
@@ -87,7 +128,7 @@ def stack(redis_url: str, simulator_server: Any) -> Iterator[Stack]:
 
     def make_runtime(**overrides: Any) -> Runtime:
         values: dict[str, Any] = {
-            "broker_url": redis_url,
+            **BROKER.settings,
             "api_url": simulator_server.url + "/voiceapi/v2",
             "callback_base_url": receiver.url,
             "http_timeout": 2.0,
@@ -102,7 +143,7 @@ def stack(redis_url: str, simulator_server: Any) -> Iterator[Stack]:
 
     make_runtime()
     try:
-        yield Stack(simulator_server.url, receiver.url, redis_url, make_runtime)
+        yield Stack(simulator_server.url, receiver.url, redis_url, make_runtime, BROKER.settings)
     finally:
         receiver.stop()
         set_runtime(None)
@@ -111,22 +152,12 @@ def stack(redis_url: str, simulator_server: Any) -> Iterator[Stack]:
 @pytest.fixture
 def worker(stack: Stack) -> Iterator[Any]:
     """A real Celery worker (thread pool) in this process, consuming every cmvoice queue."""
-    from celery.contrib.testing.worker import start_worker
-
     import tests.support.result_tasks  # noqa: F401 - registers the application's result task
     from cmvoice.messages import ALL_QUEUES
     from cmvoice.runtime import get_runtime
     from cmvoice.worker import app
 
     app.loader.import_default_modules()
-    with start_worker(
-        app,
-        pool="threads",
-        concurrency=8,
-        perform_ping_check=False,
-        # cmvoice's queues, and the one of the application's result tasks it includes.
-        queues=[*ALL_QUEUES, get_runtime().settings.result_queue],
-        shutdown_timeout=30,
-        loglevel="WARNING",
-    ) as running:
+    # cmvoice's queues, and the one of the application's result tasks it includes.
+    with thread_worker(app, [*ALL_QUEUES, get_runtime().settings.result_queue]) as running:
         yield running

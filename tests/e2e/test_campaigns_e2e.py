@@ -52,6 +52,7 @@ def _errors_files_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.mark.rabbitmq
 def test_good_rows_are_dialed_once_and_bad_and_duplicate_rows_are_reported(
     stack: Stack, worker: Any, tmp_path: Path
 ) -> None:
@@ -116,6 +117,7 @@ def test_good_rows_are_dialed_once_and_bad_and_duplicate_rows_are_reported(
     assert list(rows[0]) == list(REPORT_COLUMNS)
 
 
+@pytest.mark.rabbitmq
 def test_the_report_follows_a_redialed_row_to_its_last_attempt(
     stack: Stack, worker: Any, tmp_path: Path
 ) -> None:
@@ -137,6 +139,7 @@ def test_the_report_follows_a_redialed_row_to_its_last_attempt(
     assert (row["state"], row["attempts"], row["result_code"]) == ("FINISHED", "2", "10")
 
 
+@pytest.mark.rabbitmq
 def test_cancel_halfway_sends_no_queued_call_and_the_counters_add_up(
     stack: Stack, worker: Any, tmp_path: Path
 ) -> None:
@@ -162,6 +165,7 @@ def test_cancel_halfway_sends_no_queued_call_and_the_counters_add_up(
     assert {r["state"] for r in report_of(report.campaign_id)} == {"FINISHED", "CANCELLED"}
 
 
+@pytest.mark.rabbitmq
 def test_pause_sends_nothing_until_resume_then_every_call_finishes_once(
     stack: Stack, worker: Any, tmp_path: Path
 ) -> None:
@@ -190,6 +194,7 @@ def test_pause_sends_nothing_until_resume_then_every_call_finishes_once(
     assert max(store().progress(cid).calls_per_minute, 0) > 0
 
 
+@pytest.mark.rabbitmq
 def test_a_call_released_just_before_a_pause_waits_in_the_backlog_until_resume(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -225,6 +230,7 @@ def test_a_call_released_just_before_a_pause_waits_in_the_backlog_until_resume(
     assert len(stack.calls()) == 1
 
 
+@pytest.mark.redis_broker
 def test_dispatch_messages_published_in_batches_are_the_ones_send_task_publishes(
     stack: Stack,
 ) -> None:

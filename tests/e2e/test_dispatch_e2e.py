@@ -46,6 +46,7 @@ def placed_calls(stack: Stack, instruction_id: str) -> int:
     return len([c for c in stack.calls() if c["instruction-id"] == instruction_id])
 
 
+@pytest.mark.rabbitmq
 def test_call_queued_means_placed_once_then_finished(stack: Stack, worker: Any) -> None:
     ticket = enqueue(notification())
 
@@ -90,6 +91,7 @@ def test_429_waits_for_retry_after_without_spending_error_attempts(
     assert placed_calls(stack, ticket.instruction_id) == 1
 
 
+@pytest.mark.rabbitmq
 @pytest.mark.parametrize("status", ["503"])
 def test_cm_unavailable_is_retried_then_placed_once(stack: Stack, worker: Any, status: str) -> None:
     stack.make_runtime(retry_backoff_base=0.05, max_dispatch_retries=50)
@@ -156,6 +158,7 @@ def test_a_bad_token_fails_fast_and_stops_further_posts(stack: Stack, worker: An
     assert posts_with_status(stack, "401") == 1, "no retry storm: the second call was not sent"
 
 
+@pytest.mark.rabbitmq
 def test_a_read_timeout_is_unknown_and_a_late_callback_settles_it(
     stack: Stack, worker: Any
 ) -> None:

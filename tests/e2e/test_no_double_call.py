@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 
 from cmvoice.calls import CallState
 from cmvoice.messages import ALL_QUEUES
@@ -18,7 +17,7 @@ from cmvoice.runtime import get_runtime
 from cmvoice.tasks.maintenance import reconcile
 from cmvoice.worker import app
 from tests.support.stack import CALLER, Stack, wait_for
-from tests.support.workers import WorkerProcess
+from tests.support.workers import WorkerProcess, thread_worker
 
 
 def notification(callee: str) -> dict[str, Any]:
@@ -29,6 +28,7 @@ def placements(stack: Stack) -> Counter[str]:
     return Counter(call["instruction-id"] for call in stack.calls())
 
 
+@pytest.mark.rabbitmq
 def test_the_same_dispatch_task_delivered_many_times_at_once_posts_once(
     stack: Stack, worker: Any
 ) -> None:
@@ -53,13 +53,14 @@ def test_the_same_dispatch_task_delivered_many_times_at_once_posts_once(
     assert record.get_int("posts") == 1
 
 
+@pytest.mark.rabbitmq
 @pytest.mark.slow
 def test_a_worker_killed_mid_dispatch_loses_nothing_and_places_nothing_twice(
     stack: Stack, tmp_path: Path
 ) -> None:
     # Given a slow CM, short leases, and a worker process busy POSTing
     settings = {
-        "broker_url": stack.redis_url,
+        **stack.broker,
         "api_url": stack.simulator_url + "/voiceapi/v2",
         "callback_base_url": stack.receiver_url,
         "dispatch_lease": 1,
@@ -86,9 +87,7 @@ def test_a_worker_killed_mid_dispatch_loses_nothing_and_places_nothing_twice(
     stack.faults()
 
     # Then a second worker and the reconciler finish every call
-    with start_worker(
-        app, pool="threads", concurrency=8, perform_ping_check=False, queues=list(ALL_QUEUES)
-    ):
+    with thread_worker(app, ALL_QUEUES):
 
         def all_terminal() -> bool:
             reconcile(runtime)

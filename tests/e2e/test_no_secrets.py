@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from typing import Any
@@ -11,10 +10,12 @@ import pytest
 import redis
 
 from cmvoice.calls import CallState
+from cmvoice.messages import INTERACTIVE_QUEUE
 from cmvoice.producer import enqueue
 from cmvoice.runtime import get_runtime
 from cmvoice.serving import ServerThread
 from cmvoice.simulator import SimulatorConfig, create_app
+from tests.support.broker import message_text, queue_length, take_messages
 from tests.support.stack import CALLER, Stack, wait_for
 
 TOKEN = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
@@ -38,20 +39,17 @@ def assert_clean(text: str) -> None:
         assert secret not in text, f"{secret!r} leaked"
 
 
+@pytest.mark.rabbitmq
 def test_the_dispatch_message_on_the_broker_carries_only_the_instruction_id(stack: Stack) -> None:
     # Given no worker consumes, so the message stays on the queue
     ticket = enqueue(otp_call())
 
-    client = redis.Redis.from_url(stack.redis_url)
-    messages = client.lrange("cmvoice.interactive", 0, -1)
-    client.close()
+    wait_for(lambda: queue_length(INTERACTIVE_QUEUE) == 1, timeout_s=5)
+    [message] = take_messages(INTERACTIVE_QUEUE)
 
-    assert len(messages) == 1
-    message = json.loads(messages[0])
-    body = message["body"]
-    args = json.loads(base64.b64decode(body))[0]
-    assert args == [ticket.instruction_id]
-    assert_clean(messages[0].decode())
+    args, kwargs, _ = message["body"]
+    assert (args, kwargs) == ([ticket.instruction_id], {})
+    assert_clean(message_text(message))
 
 
 def test_no_task_event_log_line_or_stored_record_holds_a_number_code_or_token(

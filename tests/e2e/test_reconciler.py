@@ -6,12 +6,14 @@ import threading
 import time
 from typing import Any
 
-import redis
+import pytest
 
 from cmvoice.calls import CallState, Claim
 from cmvoice.runtime import Runtime
 from cmvoice.tasks.maintenance import dispatch_queue_length, reconcile
-from tests.support.stack import CALLEE, CALLER, Stack
+from tests.support.stack import CALLEE, CALLER, Stack, wait_for
+
+pytestmark = pytest.mark.rabbitmq
 
 PAYLOAD = {"callee": CALLEE, "caller": CALLER, "prompt": "x"}
 
@@ -23,12 +25,10 @@ def claimed(runtime: Runtime, iid: str, lease_s: float = 0.01) -> Claim:
     return claim
 
 
-def queue_length(stack: Stack) -> int:
-    client = redis.Redis.from_url(stack.redis_url)
-    try:
-        return int(client.llen("cmvoice.interactive"))
-    finally:
-        client.close()
+def wait_for_dispatch_messages(count: int) -> None:
+    """Until the dispatch lanes hold ``count`` messages (RabbitMQ routes a publish a moment
+    after the publisher returns)."""
+    wait_for(lambda: dispatch_queue_length() == count, timeout_s=5)
 
 
 def test_a_lease_expired_before_sending_is_requeued_and_after_sending_becomes_unknown(
@@ -46,7 +46,7 @@ def test_a_lease_expired_before_sending_is_requeued_and_after_sending_becomes_un
     assert report.unknown_after_crash == 1
     assert runtime.ledger.get("unsent").state is CallState.QUEUED
     assert runtime.ledger.get("sent").state is CallState.UNKNOWN
-    assert queue_length(stack) == 1, "the requeued call got a dispatch message"
+    wait_for_dispatch_messages(1)  # the requeued call got a dispatch message
 
 
 def test_a_placed_call_whose_callback_never_comes_fails_and_a_late_callback_still_counts(
@@ -89,7 +89,7 @@ def test_a_queued_call_whose_message_was_lost_is_republished_once_the_queue_is_e
     assert dispatch_queue_length() == 0
 
     assert reconcile(runtime).republished == 1
-    assert queue_length(stack) == 1
+    wait_for_dispatch_messages(1)
     # the message is waiting now: the next pass leaves it be
     assert reconcile(runtime).republished == 0
 

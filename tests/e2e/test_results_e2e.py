@@ -6,6 +6,8 @@ import json
 import subprocess
 from typing import Any
 
+import pytest
+
 from cmvoice.calls import CallState
 from cmvoice.outcomes import CallOutcome, on_result, remove_hook
 from cmvoice.producer import enqueue
@@ -21,6 +23,7 @@ def finals(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [o for o in outcomes if o["final"]]
 
 
+@pytest.mark.rabbitmq
 def test_a_number_that_never_answers_is_dialed_max_attempts_times(
     stack: Stack, worker: Any
 ) -> None:
@@ -43,6 +46,7 @@ def test_a_number_that_never_answers_is_dialed_max_attempts_times(
     assert "callee" not in final[0], "outcomes carry no phone number"
 
 
+@pytest.mark.rabbitmq
 def test_a_number_answering_on_the_second_try_ends_with_code_10(stack: Stack, worker: Any) -> None:
     stack.make_runtime(result_tasks=RESULT_TASK, redial_max_attempts=3)
     callee = "+31612345678"
@@ -59,6 +63,7 @@ def test_a_number_answering_on_the_second_try_ends_with_code_10(stack: Stack, wo
     assert first.get("next_id") == final[0]["instruction_id"]
 
 
+@pytest.mark.rabbitmq
 def test_dtmf_digits_pressed_reach_the_application(stack: Stack, worker: Any) -> None:
     stack.make_runtime(result_tasks=RESULT_TASK)
     stack.scenario("+31612345670", {"code": 10, "keys": ["1", "4321#"]})
@@ -127,6 +132,7 @@ def test_call_status_shows_the_whole_attempt_chain_with_masked_numbers(
     assert "+31612345666" not in result.stdout
 
 
+@pytest.mark.rabbitmq
 def test_with_a_separate_broker_outcomes_are_published_after_the_transition(
     stack: Stack, worker: Any
 ) -> None:

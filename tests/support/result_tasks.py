@@ -9,11 +9,11 @@ did run per delivery id, so a test can assert "processed once" for real.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import redis
 
+from cmvoice.config import get_settings
 from cmvoice.delivery import result_task
 from cmvoice.outcomes import CallOutcome
 
@@ -30,7 +30,7 @@ PROCESSED_KEY = "test:processed"
     max_retries=20,
 )
 def record_outcome(outcome: CallOutcome) -> None:
-    client = redis.Redis.from_url(os.environ["CMVOICE_BROKER_URL"])
+    client = redis.Redis.from_url(get_settings().effective_redis_url)
     pipe = client.pipeline(transaction=True)
     pipe.rpush(OUTCOMES_KEY, json.dumps(outcome.to_dict()))
     pipe.hincrby(PROCESSED_KEY, outcome.delivery_id, 1)
@@ -40,7 +40,7 @@ def record_outcome(outcome: CallOutcome) -> None:
 
 def received_outcomes() -> list[dict[str, Any]]:
     """Each outcome the task processed, in order."""
-    client = redis.Redis.from_url(os.environ["CMVOICE_BROKER_URL"])
+    client = redis.Redis.from_url(get_settings().effective_redis_url)
     try:
         return [json.loads(item) for item in client.lrange(OUTCOMES_KEY, 0, -1)]
     finally:
@@ -49,7 +49,7 @@ def received_outcomes() -> list[dict[str, Any]]:
 
 def processings() -> dict[str, int]:
     """How often the task processed each delivery id."""
-    client = redis.Redis.from_url(os.environ["CMVOICE_BROKER_URL"])
+    client = redis.Redis.from_url(get_settings().effective_redis_url)
     try:
         return {k.decode(): int(v) for k, v in client.hgetall(PROCESSED_KEY).items()}
     finally:

@@ -37,8 +37,11 @@ class Stack:
 
     simulator_url: str
     receiver_url: str
+    #: The ledger's Redis (the broker too, unless the run's broker is RabbitMQ).
     redis_url: str
     make_runtime: Callable[..., Any]
+    #: ``broker_url`` (and ``redis_url`` with RabbitMQ) of the run: settings for a child process.
+    broker: dict[str, str]
 
     def sim(self, method: str, path: str, **kwargs: Any) -> Any:
         response = requests.request(

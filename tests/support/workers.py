@@ -1,12 +1,14 @@
-"""Celery workers in subprocesses, started with ``cmvoice worker``, for crash and scale tests."""
+"""Celery workers: in this process (a thread pool), or ``cmvoice worker`` in a subprocess for
+crash and scale tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,30 @@ def worker_env(settings: dict[str, Any]) -> dict[str, str]:
     for name, value in settings.items():
         env[f"CMVOICE_{name.upper()}"] = str(value)
     return env
+
+
+@contextlib.contextmanager
+def thread_worker(app: Celery, queues: Sequence[str], *, concurrency: int = 8) -> Iterator[Any]:
+    """A Celery worker (thread pool) in this process, consuming ``queues``, stopped on exit."""
+    from celery.contrib.testing.worker import start_worker
+    from celery.worker import state
+
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=concurrency,
+        perform_ping_check=False,
+        queues=list(queues),
+        shutdown_timeout=30,
+        loglevel="WARNING",
+    ) as running:
+        try:
+            yield running
+        finally:
+            # Stop, and wake the consumer's event loop with a message: on RabbitMQ it sleeps
+            # in poll() until its next timer, up to 10 s, before it sees the stop.
+            state.should_terminate = 0
+            app.control.broadcast("ping", destination=[running.hostname], reply=False)
 
 
 class WorkerProcess:
