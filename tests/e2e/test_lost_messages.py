@@ -1,0 +1,145 @@
+"""What the broker lost, the reconciler publishes again: released calls, callbacks, outcomes.
+
+Each test loses one message as a crash would (its queue is emptied before any worker takes
+it), runs one reconciler pass, then a worker: the call is finished or its outcome delivered,
+once. With Redis as the broker the lost message had been pushed in the ledger's own Lua step;
+with RabbitMQ it had been published after it (the RabbitMQ pass runs these too).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from cmvoice.calls import CallState, Claim
+from cmvoice.campaigns.enqueue import CampaignEnqueuer
+from cmvoice.campaigns.pacer import Pacer
+from cmvoice.campaigns.store import CampaignStore
+from cmvoice.messages import ALL_QUEUES, DISPATCH_QUEUE, RESULTS_QUEUE
+from cmvoice.runtime import Runtime
+from cmvoice.signing import callback_url
+from cmvoice.tasks.maintenance import reconcile
+from cmvoice.tasks.results import handle_event
+from cmvoice.worker import app
+from tests.support.broker import purge, queue_length
+from tests.support.result_tasks import received_outcomes
+from tests.support.stack import CALLEE, CALLER, TEST_SECRET, Stack, wait_for
+from tests.support.workers import thread_worker
+
+pytestmark = pytest.mark.rabbitmq
+
+RESULT_TASK = "tests.record_outcome"
+CALL_ID = "0b7f1c52-3c1e-4d7e-9a53-5e0c2f7d9a11"
+
+
+def lose_the_message_in(queue: str) -> None:
+    """Wait until the message is on the broker, then drop it, as a crash would."""
+    wait_for(lambda: queue_length(queue) == 1, timeout_s=5)
+    purge([queue])
+
+
+def placed(runtime: Runtime, iid: str) -> None:
+    """A call dispatch has POSTed and CM has queued: PLACED under CALL_ID."""
+    runtime.ledger.create(iid, "notification", {"callee": CALLEE, "caller": CALLER, "prompt": "x"})
+    claim = runtime.ledger.claim(iid, lease_s=30)
+    assert isinstance(claim, Claim)
+    runtime.ledger.mark_sending(claim, lease_s=30)
+    runtime.ledger.placed(claim, CALL_ID)
+
+
+def finished_event(iid: str) -> dict[str, object]:
+    return {
+        "type": "notification-finished",
+        "call-id": CALL_ID,
+        "instruction-id": iid,
+        "callee": CALLEE,
+        "caller": CALLER,
+        "result": {"code": 10, "description": "Finished"},
+        "started-on": "2026-02-09T11:00:31.752Z",
+        "answered-on": "2026-02-09T11:00:37.972Z",
+        "finished-on": "2026-02-09T11:00:48.112Z",
+    }
+
+
+def test_a_released_campaign_call_whose_message_was_lost_is_published_again_and_placed_once(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # Given a campaign call the pacer released, whose dispatch message was then lost
+    runtime = stack.make_runtime(requeue_grace=0.05)
+    path = tmp_path / "calls.csv"
+    path.write_text("callee\n+31612345620\n", encoding="utf-8")
+    campaigns = CampaignStore(runtime)
+    campaign = campaigns.create(
+        "notification", path, template={"caller": CALLER, "prompt": "Hello."}
+    )
+    CampaignEnqueuer(campaigns, campaign).run()
+    pacer = Pacer(runtime)
+    assert pacer.lease.hold()
+    assert pacer.step().released_campaign == 1
+    [iid] = [iid for chunk in campaigns.call_chunks(campaign.campaign_id) for iid, _ in chunk]
+    lose_the_message_in(DISPATCH_QUEUE)
+    time.sleep(0.1)  # past the requeue grace
+
+    # When the reconciler runs
+    report = reconcile(runtime)
+
+    # Then the call is published again on the campaign lane, and a worker places it once
+    assert report.republished == 1
+    wait_for(lambda: queue_length(DISPATCH_QUEUE) == 1, timeout_s=5)
+    with thread_worker(app, ALL_QUEUES):
+        wait_for(lambda: runtime.ledger.get(iid).state is CallState.FINISHED)
+    assert [call["instruction-id"] for call in stack.calls()] == [iid]
+
+
+def test_a_taken_callback_whose_handle_result_was_lost_is_published_again_after_the_grace(
+    stack: Stack,
+) -> None:
+    # Given a placed call whose callback the receiver took, and whose handle_result was lost
+    runtime = stack.make_runtime(requeue_grace=0.5)
+    placed(runtime, "inbox-1")
+    url = callback_url(stack.receiver_url, "inbox-1", TEST_SECRET)
+    assert requests.post(url, json=finished_event("inbox-1"), timeout=10).status_code == 204
+    lose_the_message_in(RESULTS_QUEUE)
+    assert reconcile(runtime).callbacks_again == 0, "not while the grace lasts"
+
+    # When the grace has passed and the reconciler runs
+    time.sleep(0.6)
+    report = reconcile(runtime)
+
+    # Then handle_result is published again, and a worker records the callback: FINISHED
+    assert report.callbacks_again == 1
+    with thread_worker(app, ALL_QUEUES):
+        wait_for(lambda: runtime.ledger.get("inbox-1").state is CallState.FINISHED)
+    record = runtime.ledger.get("inbox-1")
+    assert record is not None
+    assert record.get("result_code") == "10"
+    assert runtime.redis.zcard(runtime.keys.inbox()) == 0
+
+
+def test_an_outcome_whose_message_was_lost_is_delivered_again_after_the_outbox_timeout(
+    stack: Stack,
+) -> None:
+    # Given a finished call whose outcome message to the application's task was lost
+    runtime = stack.make_runtime(result_tasks=RESULT_TASK, outbox_timeout=0.2)
+    placed(runtime, "outbox-1")
+    event = {k: v for k, v in finished_event("outbox-1").items() if k not in ("callee", "caller")}
+    assert handle_event(runtime, event).startswith("outcome 10")
+    lose_the_message_in(runtime.settings.result_queue)
+    time.sleep(0.3)  # past the outbox timeout
+
+    # When the reconciler runs
+    report = reconcile(runtime)
+
+    # Then the outcome is published again, and the application's task gets it once
+    assert report.deliveries_again == 1
+    queues = [*ALL_QUEUES, runtime.settings.result_queue]
+    with thread_worker(app, queues):
+        wait_for(received_outcomes)
+        wait_for(lambda: runtime.redis.zcard(runtime.keys.outbox()) == 0)
+    assert [(o["instruction_id"], o["result_code"]) for o in received_outcomes()] == [
+        ("outbox-1", 10)
+    ]
+    assert reconcile(runtime).deliveries_again == 0, "confirmed: not published again"
