@@ -129,8 +129,10 @@ def dispatch_later(runtime: Runtime, instruction_id: str, delay_s: float) -> Non
 
 def envelope(task_name: str, args: Sequence[Any], queue: str) -> tuple[str, bytes]:
     """A task message as kombu's Redis transport stores it: (list key, bytes to LPUSH), for a
-    Lua script that publishes atomically with a ledger transition."""
-    return queue, task_envelope(task_name, args, queue)
+    Lua script that publishes atomically with a ledger transition. It asks for no result, as
+    every message cmvoice publishes: the worker would store one per run (nobody reads it).
+    """
+    return queue, task_envelope(task_name, args, queue, ignore_result=True)
 
 
 def dispatch_envelope(instruction_id: str, lane: Lane) -> bytes:
@@ -138,6 +140,12 @@ def dispatch_envelope(instruction_id: str, lane: Lane) -> bytes:
     return dispatch_message(instruction_id, lane.queue)
 
 
-def publish_task(task_name: str, args: Sequence[Any], queue: str) -> None:
-    """Publish one task message (result tasks, handle_result) with Celery's own send."""
-    app.send_task(task_name, args=list(args), queue=queue)
+def publish_task(task_name: str, args: Sequence[Any], queue: str, **options: Any) -> None:
+    """Publish one task message (result tasks, handle_result) with Celery's own send.
+
+    Like every message cmvoice publishes, it asks for no result: nobody waits for one (the
+    ledger has the outcome), and asking would make Celery subscribe to it in the result
+    backend's Redis for each message, blocking the publish while that Redis is away.
+    ``options`` go to ``send_task`` (``retry``, ``retry_policy``).
+    """
+    app.send_task(task_name, args=list(args), queue=queue, ignore_result=True, **options)

@@ -26,11 +26,10 @@ from cmvoice.bounded_json import JsonLimitExceeded, loads_bounded
 from cmvoice.errors import InvalidEvent
 from cmvoice.events import CallQueued, parse_event
 from cmvoice.messages import HANDLE_RESULT_TASK, RESULTS_QUEUE
-from cmvoice.publishing import envelope
+from cmvoice.publishing import envelope, publish_task
 from cmvoice.replies import as_text
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.signing import CALLBACK_PATH, verify
-from cmvoice.worker import app
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +78,10 @@ def create_app(runtime_factory: Callable[[], Runtime] = get_runtime) -> FastAPI:
     api.state.metrics = metrics
 
     def publish(event: dict[str, Any]) -> None:
-        app.send_task(
+        publish_task(
             HANDLE_RESULT_TASK,
-            args=[event],
-            queue=RESULTS_QUEUE,
+            [event],
+            RESULTS_QUEUE,
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,
         )

@@ -7,6 +7,7 @@ import subprocess
 from typing import Any
 
 import pytest
+import redis
 
 from cmvoice.calls import CallState
 from cmvoice.outcomes import CallOutcome, on_result, remove_hook
@@ -147,3 +148,25 @@ def test_with_a_separate_broker_outcomes_are_published_after_the_transition(
     assert [(o["instruction_id"], o["final"]) for o in received_outcomes()] == [
         (ticket.instruction_id, True)
     ]
+
+
+@pytest.mark.rabbitmq
+def test_a_calls_messages_leave_no_task_result_in_redis_and_wait_for_none(
+    stack: Stack, worker: Any
+) -> None:
+    # Given an application's result task, and Redis's command counters from now on
+    runtime = stack.make_runtime(result_tasks=RESULT_TASK)
+    client = redis.Redis.from_url(stack.redis_url)
+    client.config_resetstat()
+
+    # When a call goes all the way: dispatch, callback, handle_result, the outcome delivered
+    ticket = enqueue({"callee": "+31612345644", "caller": CALLER, "prompt": "Hello."})
+    wait_for(received_outcomes)
+    wait_for(lambda: client.zcard(runtime.keys.outbox()) == 0)
+
+    # Then no task stored a result (the ledger has the outcome; nobody reads one), and no
+    # publisher subscribed to a result it would never wait for
+    assert get_runtime().ledger.get(ticket.instruction_id).state is CallState.FINISHED
+    assert sorted(client.scan_iter("celery-task-meta-*")) == []
+    assert client.info("commandstats").get("cmdstat_subscribe", {}).get("calls", 0) == 0
+    client.close()
