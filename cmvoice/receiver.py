@@ -30,6 +30,7 @@ from cmvoice.publishing import envelope, publish_task
 from cmvoice.replies import as_text
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.signing import CALLBACK_PATH, verify
+from cmvoice.worker import app
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ MAX_BODY_BYTES = 16 * 1024
 NUMBER_FIELDS = ("callee", "caller")
 #: Publishing gives up quickly when the broker is down, so CM gets its 503 at once.
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+#: Seconds ``/healthz`` waits for a broker other than the ledger's Redis to take a connection.
+HEALTH_CONNECT_TIMEOUT_S = 2.0
 
 
 class ReceiverMetrics:
@@ -187,10 +190,17 @@ def create_app(runtime_factory: Callable[[], Runtime] = get_runtime) -> FastAPI:
 
     @api.get("/healthz")
     def healthz() -> JSONResponse:
+        runtime = runtime_factory()
+        # Redis is the broker too, or (RabbitMQ as the broker) the ledger's only.
+        redis_role = "broker" if runtime.settings.broker_is_ledger_redis else "ledger"
         try:
-            runtime_factory().redis.ping()
+            runtime.redis.ping()
         except (redis.RedisError, OSError) as exc:
-            return JSONResponse({"status": "unavailable", "broker": str(exc)}, status_code=503)
+            return JSONResponse({"status": "unavailable", redis_role: str(exc)}, status_code=503)
+        if redis_role == "ledger":
+            problem = _broker_problem()
+            if problem is not None:
+                return JSONResponse({"status": "unavailable", "broker": problem}, status_code=503)
         return JSONResponse({"status": "ok", "broker": "reachable"})
 
     @api.get("/metrics")
@@ -198,6 +208,19 @@ def create_app(runtime_factory: Callable[[], Runtime] = get_runtime) -> FastAPI:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return api
+
+
+def _broker_problem() -> str | None:
+    """Why a broker other than the ledger's Redis cannot be reached, or None when it can.
+
+    A connection of its own: a pooled one may look open long after the broker went away.
+    """
+    try:
+        with app.connection_for_write(connect_timeout=HEALTH_CONNECT_TIMEOUT_S) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
+    except Exception as exc:  # each transport raises its own errors: any of them means down
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def _forget(runtime: Runtime, guard: str, instruction_id: str) -> None:

@@ -56,6 +56,15 @@ def results_waiting(count: int) -> bool:
     return queue_length(RESULTS_QUEUE) == count
 
 
+def answers(url: str) -> bool:
+    """Whether an HTTP server answers at ``url``, whatever its status."""
+    try:
+        requests.get(url, timeout=5)
+    except requests.ConnectionError:
+        return False
+    return True
+
+
 def post(url: str, body: Any, **kwargs: Any) -> requests.Response:
     data = body if isinstance(body, bytes | str) else json.dumps(body)
     return requests.post(url, data=data, timeout=10, **kwargs)
@@ -393,3 +402,40 @@ def test_with_the_broker_down_callbacks_get_503_and_a_retry_later_is_handled(
     record = ledger.get(iid)
     assert record is not None
     assert record.get("result_code") == "10"
+
+
+def test_with_rabbitmq_unreachable_callbacks_get_503_and_healthz_says_so(
+    stack: Stack, placed_call: str, tmp_path: Path
+) -> None:
+    # Given a receiver process whose broker is a RabbitMQ that does not answer (nothing listens
+    # on its port), its ledger the test's Redis
+    port = free_port()
+    settings = {"broker_url": f"amqp://guest:guest@127.0.0.1:{free_port()}//"}
+    settings["redis_url"] = stack.redis_url
+    log = (tmp_path / "receiver.log").open("wb")
+    receiver = subprocess.Popen(
+        [CMVOICE, "receiver", "--port", str(port), "--log-level", "warning"],
+        env=worker_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: answers(base + "/healthz"), timeout_s=20, interval_s=0.1)
+
+        # When it is asked for its health, and CM posts a callback, twice
+        health = requests.get(base + "/healthz", timeout=10)
+        url = callback_url(base, placed_call, TEST_SECRET)
+        statuses = [post(url, finished_event(placed_call)).status_code for _ in range(2)]
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+        log.close()
+
+    # Then it says the broker is unavailable, and each callback gets 503 (CM tries again), not
+    # a 204 for a callback it could not hand on, nor "duplicate" for the second try
+    assert health.status_code == 503, health.text
+    assert health.json()["status"] == "unavailable"
+    assert "broker" in health.json()
+    assert statuses == [503, 503]
+    assert get_runtime().ledger.get(placed_call).state is CallState.PLACED
