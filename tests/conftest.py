@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if BROKER.skip_reason:
             item.add_marker(pytest.mark.skip(reason=BROKER.skip_reason))
         elif item.get_closest_marker("redis_broker"):
-            reason = "reads kombu's Redis transport directly; the broker of this run is RabbitMQ"
+            reason = "needs Redis as the broker (kombu's Redis transport); this run's is RabbitMQ"
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
