@@ -44,9 +44,11 @@ def thread_worker(app: Celery, queues: Sequence[str], *, concurrency: int = 8) -
             yield running
         finally:
             # Stop, and wake the consumer's event loop with a message: on RabbitMQ it sleeps
-            # in poll() until its next timer, up to 10 s, before it sees the stop.
+            # in poll() until its next timer, up to 10 s, before it sees the stop. Without a
+            # broker to send it, the worker still stops, only later.
             state.should_terminate = 0
-            app.control.broadcast("ping", destination=[running.hostname], reply=False)
+            with contextlib.suppress(Exception):
+                app.control.broadcast("ping", destination=[running.hostname], reply=False)
 
 
 class WorkerProcess:
