@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import requests
 
 from cmvoice.calls import CallRecord, CallState
 from cmvoice.config import Settings
+from cmvoice.embedded_redis import EmbeddedRedis
 from cmvoice.ledger import CallLedger
 from tests.support.stack import CALLER, wait_for
 from tests.support.workers import CMVOICE
@@ -147,8 +149,12 @@ class FaultRun:
         self.redis = redis.Redis.from_url(Settings(**self.settings).effective_redis_url)
         self.ledger = CallLedger(self.redis)
         self.kills = 0
+        #: Process ids of the workers that died: killed, or exited by themselves.
+        self.dead_pids: set[int] = set()
         #: Exits of workers that were not killed on purpose (restarted by the supervisor).
         self.unexpected_exits: Counter[str] = Counter()
+        #: When the ledger's Redis was down: (stopped, started again), epoch seconds.
+        self.redis_outages: list[tuple[float, float]] = []
         self._workers: dict[str, tuple[list[str], subprocess.Popen[bytes]]] = {}
         self._stop = threading.Event()
         self._killer: threading.Thread | None = None
@@ -184,6 +190,7 @@ class FaultRun:
         while not self._stop.wait(0.2):
             for name, (args, process) in list(self._workers.items()):
                 if process.poll() is not None:
+                    self.dead_pids.add(process.pid)
                     if name != "victim":
                         self.unexpected_exits[name] += 1
                     self._workers[name] = (args, self.parts.start(name, args))
@@ -197,9 +204,18 @@ class FaultRun:
                 victim.kill()
                 victim.wait()
                 self.kills += 1
+                self.dead_pids.add(victim.pid)
 
         self._killer = threading.Thread(target=killer, daemon=True)
         self._killer.start()
+
+    def restart_redis(self, server: EmbeddedRedis, down_s: float = 1.0) -> None:
+        """Stop the ledger's Redis for ``down_s``, then start it again on its own data."""
+        stopped = time.time()
+        server.stop()
+        time.sleep(down_s)
+        server.start()
+        self.redis_outages.append((stopped, time.time()))
 
     def stop_killing(self) -> None:
         self._stop.set()

@@ -3,12 +3,17 @@ what it receives, and how often it processed each delivery.
 
 An outcome may be delivered more than once (the outbox publishes it again until confirmed);
 the decorator runs this function once per delivery id. ``processings()`` counts how often it
-did run per delivery id, so a test can assert "processed once" for real.
+did run per delivery id, so a test can assert "processed once" for real. Each outcome kept
+says which process ran it and when (``worker_pid``, ``at``): the decorator runs a function again
+if its worker died, or Redis went away, between the function and the confirmation, and a test
+can tell those cases.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from typing import Any
 
 import redis
@@ -32,7 +37,8 @@ PROCESSED_KEY = "test:processed"
 def record_outcome(outcome: CallOutcome) -> None:
     client = redis.Redis.from_url(get_settings().effective_redis_url)
     pipe = client.pipeline(transaction=True)
-    pipe.rpush(OUTCOMES_KEY, json.dumps(outcome.to_dict()))
+    kept = {**outcome.to_dict(), "worker_pid": os.getpid(), "at": time.time()}
+    pipe.rpush(OUTCOMES_KEY, json.dumps(kept))
     pipe.hincrby(PROCESSED_KEY, outcome.delivery_id, 1)
     pipe.execute()
     client.close()
