@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from celery import Task
 from celery.signals import task_success
 
 from cmvoice import lua
+from cmvoice.outage import is_outage
 from cmvoice.outcomes import CallOutcome
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.worker import app
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 #: Times a delivery is published before the reconciler gives up on a task that never confirms.
 MAX_DELIVERIES = 10
+#: Times a processed delivery's confirmation is tried while Redis is away (about a minute).
+CONFIRM_ATTEMPTS = 16
 
 T = TypeVar("T")
 
@@ -51,6 +55,21 @@ def confirm(runtime: Runtime, task_name: str, delivery_id: str) -> None:
     )
 
 
+def _confirm_with_patience(runtime: Runtime, task_name: str, delivery_id: str) -> None:
+    """Confirm a delivery the function processed, retrying while Redis is away: a failed
+    confirmation must not make the task (and so the function) run again."""
+    for attempt in range(CONFIRM_ATTEMPTS):
+        try:
+            confirm(runtime, task_name, delivery_id)
+            return
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            time.sleep(min(0.2 * 2**attempt, 5.0))
+    # Given up: the outbox publishes it again after its timeout, and it may run once more.
+    logger.error("delivery %s to %s: processed, but could not be confirmed", delivery_id, task_name)
+
+
 def already_processed(runtime: Runtime, task_name: str, delivery_id: str) -> bool:
     return bool(runtime.redis.exists(runtime.keys.processed(task_name, delivery_id)))
 
@@ -69,8 +88,11 @@ def result_task(
     Name it in ``CMVOICE_RESULT_TASKS``. The outcome is delivered at least once (the outbox
     publishes it again until it is confirmed); the task runs your function once per outcome:
     a delivery it already processed is skipped, and it confirms only after your function
-    returned. One window stays: a worker killed after your function returned and before the
-    confirmation (microseconds) runs it again for that outcome.
+    returned (retrying the confirmation, never your function, while Redis is briefly away).
+    One window stays, as with any task whose effects live outside cmvoice's Redis: a worker
+    killed after your function returned and before the confirmation (one Redis round trip)
+    runs it again for that outcome. Make its effect idempotent on ``outcome.delivery_id``
+    where that matters.
     """
 
     def decorate(function: Callable[[CallOutcome], T]) -> Task[Any, T | None]:
@@ -83,7 +105,7 @@ def result_task(
                 return None
             result = function(CallOutcome.from_dict(outcome))
             if delivery_id:
-                confirm(runtime, name, delivery_id)
+                _confirm_with_patience(runtime, name, delivery_id)
             return result
 
         run.__doc__ = function.__doc__
