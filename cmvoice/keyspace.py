@@ -119,10 +119,6 @@ class Keys:
         """String: set once a result task processed a delivery (``@cmvoice.result_task``)."""
         return self._key("processed", task_name, delivery_id)
 
-    def delivered(self, instruction_id: str, call_id: str) -> str:
-        """String: set once an outcome was published (brokers other than the ledger's Redis)."""
-        return self._key("delivered", instruction_id, call_id)
-
     def callback_secret(self) -> str:
         """String: the generated callback secret, when ``CMVOICE_CALLBACK_SECRET`` is not set."""
         return self._key("callback_secret")

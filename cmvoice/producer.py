@@ -144,17 +144,16 @@ def _enqueue(
     created = runtime.ledger.create(
         instruction_id, model.kind, model.to_payload(), extra=extra, due_in_s=delay_s, push=push
     )
-    if created and delay_s:
+    if not created:
+        logger.info("instruction %s was already queued; not queued again", instruction_id)
+        return Ticket(instruction_id, model.kind, None, created=False)
+    if delay_s:
         # The window is closed now: the call waits in Redis, not in the broker, until it opens.
         runtime.schedule.add(instruction_id, delay_s)
-    elif created and push is None:
+    elif push is None:
         # Another broker: published through Celery (loaded only then).
         from cmvoice.publishing import Lane, publish_dispatch
 
         publish_dispatch([instruction_id], lane=Lane.INTERACTIVE)
-        logger.info(
-            "queued %s call %s to %s", model.kind, instruction_id, mask_number(model.callee)
-        )
-    else:
-        logger.info("instruction %s was already queued; not queued again", instruction_id)
-    return Ticket(instruction_id, model.kind, None, created=created)
+    logger.info("queued %s call %s to %s", model.kind, instruction_id, mask_number(model.callee))
+    return Ticket(instruction_id, model.kind, None, created=True)

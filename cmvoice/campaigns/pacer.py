@@ -77,11 +77,13 @@ class _CampaignPace:
 class PacerLease:
     """The right to run the pacer: one holder at a time, renewed every step, lost if not."""
 
-    def __init__(self, client: redis.Redis, key: str, ttl_s: float) -> None:
+    def __init__(
+        self, client: redis.Redis, key: str, ttl_s: float, token: str | None = None
+    ) -> None:
         self.client = client
         self.key = key
         self.ttl_ms = int(ttl_s * 1000)
-        self.token = secrets.token_hex(8)
+        self.token = token or secrets.token_hex(8)
         self._update = lua.load(client, "lock_update")
 
     def hold(self) -> bool:
@@ -114,6 +116,8 @@ class Pacer:
         self._lead_s = lead_s
         self.max_batch = max_batch
         self._given_lease = lease
+        # One token for this pacer's life: a rebind (a new runtime) keeps the lease it holds.
+        self._token = secrets.token_hex(8)
         self._turn = 0
         self._waiter: redis.Redis | None = None
         self.bind(runtime)
@@ -130,7 +134,7 @@ class Pacer:
         self.lead_us = int((self._lead_s or self.settings.pacer_lead) * 1_000_000)
         self.interval_us = max(1, round(self.settings.rate_limit.interval_s * 1_000_000))
         self.lease = self._given_lease or PacerLease(
-            runtime.redis, runtime.keys.pacer_lease(), DEFAULT_LEASE_TTL_S
+            runtime.redis, runtime.keys.pacer_lease(), DEFAULT_LEASE_TTL_S, token=self._token
         )
         self._release = lua.load(runtime.redis, "release")
         self._srem_if_drained = lua.load(runtime.redis, "srem_if_drained")
@@ -350,6 +354,14 @@ class Pacer:
         return max(MIN_SLEEP_S, min(waits))
 
     # -- the loop
+    def wake(self) -> None:
+        """Cut the current wait short (to stop, or because there is work)."""
+        with contextlib.suppress(redis.RedisError, OSError, ValueError):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.lpush(self.keys.pacer_wake(), "1")
+            pipe.ltrim(self.keys.pacer_wake(), 0, 0)
+            pipe.execute()
+
     def run(
         self, stop: threading.Event, runtime_factory: Callable[[], Runtime] | None = None
     ) -> None:

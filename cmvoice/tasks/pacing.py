@@ -27,6 +27,7 @@ class PacerStep(bootsteps.StartStopStep):
         super().__init__(parent, **kwargs)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pacer: Pacer | None = None
 
     def start(self, parent: Any) -> None:
         runtime = get_runtime()
@@ -34,7 +35,7 @@ class PacerStep(bootsteps.StartStopStep):
             logger.info("pacer: off in this worker (CMVOICE_PACER=false)")
             return
         self._stop.clear()
-        pacer = Pacer(runtime)
+        pacer = self._pacer = Pacer(runtime)
         self._thread = threading.Thread(
             target=pacer.run, args=(self._stop, get_runtime), name="cmvoice-pacer", daemon=True
         )
@@ -42,6 +43,8 @@ class PacerStep(bootsteps.StartStopStep):
 
     def stop(self, parent: Any) -> None:
         self._stop.set()
+        if self._pacer is not None:
+            self._pacer.wake()  # it may be waiting on the wake-up list for a second
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT_S)
             self._thread = None
