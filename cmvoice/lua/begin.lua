@@ -53,7 +53,7 @@ end
 
 local expires = tonumber(f['expires_at'] or '')
 if expires and now >= expires then return finish('EXPIRED', 'not placed before its deadline', 'deadline') end
-local account = redis.call('HMGET', KEYS[2], 'tat', 'refused_until')
+local account = redis.call('HMGET', KEYS[2], 'tat', 'refused_until', 'tat_i')
 if tonumber(account[2] or '0') > now then
   return finish('FAILED', 'not sent: CM refused the product token minutes ago (fix CMVOICE_PRODUCT_TOKEN)')
 end
@@ -101,12 +101,22 @@ if limit > 0 and not redis.call('ZSCORE', KEYS[3], id) then
   end
 end
 
+-- Rate turns. Campaign calls take the account's next turn (`tat`); the pacer released them at
+-- most its lead ahead of it. An interactive call takes the next turn of the interactive
+-- timeline (`tat_i`) instead, so it is not queued behind the campaign turns already booked;
+-- it pushes the account's timeline one turn on, so the pacer releases one campaign call less.
+-- The send gate keeps the sends themselves an interval apart either way.
 local tat = math.max(tonumber(account[1] or '0'), us)
-local wait_us = tat - us
+local turn = tat
+if not campaign then turn = math.max(tonumber(account[3] or '0'), us) end
+local wait_us = turn - us
 local longest = tonumber(campaign and ARGV[8] or ARGV[7])
 if wait_us > longest then return wait('a turn of the rate limit', now + math.floor(wait_us / 1000)) end
 local interval = tonumber(ARGV[6])
-if interval > 0 then redis.call('HSET', KEYS[2], 'tat', string.format('%d', tat + interval)) end
+if interval > 0 then
+  redis.call('HSET', KEYS[2], 'tat', string.format('%d', tat + interval))
+  if not campaign then redis.call('HSET', KEYS[2], 'tat_i', string.format('%d', turn + interval)) end
+end
 if limit > 0 then redis.call('ZADD', KEYS[3], now + tonumber(ARGV[10]), id) end
 if number_calls then
   redis.call('ZADD', number_calls, now, id)
