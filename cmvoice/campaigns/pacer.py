@@ -287,8 +287,11 @@ class Pacer:
                 key = self.keys.backlog(pace.campaign_id, group)
                 ids += [(key, as_text(member)) for member in next(results)]
             due.append(ids[:room])
-        self._turn += 1
-        shares = share_fairly(calls, [len(ids) for ids in due], start=self._turn % len(due))
+        start = self._turn % len(due)
+        shares = share_fairly(calls, [len(ids) for ids in due], start=start)
+        # The round robin goes on where this step's ended: moving on by one campaign per step
+        # gave every short step's call to the same campaign when steps alternated in size.
+        self._turn = start + sum(shares)
         candidates: list[_Candidate] = []
         for pace, ids, count in zip(campaigns, due, shares, strict=True):
             interval = str(pace.interval_us) if pace.interval_us else ""

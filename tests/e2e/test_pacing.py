@@ -8,6 +8,7 @@ fast something went (that is bench/pacing.py's job).
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ import pytest
 
 from cmvoice.campaigns.pacer import Pacer
 from tests.support.campaigns import (
+    campaign_of,
     counts,
+    many_callees,
 )
 from tests.support.stack import CALLER, Stack
 
@@ -43,6 +46,30 @@ def finished(campaign_id: str, rows: int) -> bool:
 
 def in_window(times: list[datetime], start: datetime, end: datetime) -> int:
     return sum(1 for moment in times if start <= moment <= end)
+
+
+def test_two_campaigns_get_equal_shares_whatever_the_sizes_of_the_pacers_steps(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # Given two campaigns of 50 rows, no worker, and an account rate that never binds
+    runtime = stack.make_runtime(
+        rate_limit="100000/s", max_concurrent_calls=1_000_000, calling_window=ALL_DAY
+    )
+    first = campaign_of(tmp_path, many_callees(50, block=1), name="first").campaign_id
+    second = campaign_of(tmp_path, many_callees(50, block=2), name="second").campaign_id
+    pacer = Pacer(runtime)
+    assert pacer.lease.hold()
+
+    # When the pacer's steps alternate between one call and four (as when a step right after a
+    # batch finds one more turn free)
+    released: Counter[str] = Counter()
+    for _ in range(10):
+        for batch in (1, 4):
+            pacer.max_batch = batch
+            released.update(pacer.step().by_campaign)
+
+    # Then each campaign had as many calls released as the other
+    assert released == {first: 25, second: 25}
 
 
 def test_a_pacer_given_a_new_runtime_keeps_its_lease(stack: Stack) -> None:
