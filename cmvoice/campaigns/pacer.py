@@ -26,7 +26,14 @@ import redis
 from cmvoice import lua
 from cmvoice.calls import CallState
 from cmvoice.campaigns.model import CampaignStatus
-from cmvoice.campaigns.plan import Budget, campaign_room, open_groups, plan_budget, share_fairly
+from cmvoice.campaigns.plan import (
+    Budget,
+    campaign_refill_s,
+    campaign_room,
+    open_groups,
+    plan_budget,
+    share_fairly,
+)
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.config import parse_rate
 from cmvoice.publishing import DispatchPublisher, Lane, dispatch_envelope, publish_dispatch
@@ -347,6 +354,19 @@ class Pacer:
             opening = pace.next_opening
             if opening is not None:
                 waits.append(max(opening.timestamp() - now_us / 1_000_000, 0.0))
+            released = report.by_campaign.get(pace.campaign_id, 0)
+            if pace.interval_us and (released or pace.tat_us > now_us):
+                # Its own rate binds: look again when it has room, not a second later (when
+                # the account's rate does not bind, nothing else wakes the pacer then).
+                waits.append(
+                    campaign_refill_s(
+                        now_us=now_us,
+                        tat_us=pace.tat_us,
+                        interval_us=pace.interval_us,
+                        lead_us=self.lead_us,
+                        released=released,
+                    )
+                )
             for group in pace.open_groups:
                 key = self.keys.backlog(pace.campaign_id, group)
                 # The first call due later (a redial, a retry): due now ones wait for the rate.

@@ -82,3 +82,22 @@ def test_a_pacer_given_a_new_runtime_keeps_its_lease(stack: Stack) -> None:
 
     # Then it still holds the lease: it does not wait for its own old lease to run out
     assert pacer.lease.hold()
+
+
+def test_a_campaign_whose_own_rate_binds_is_looked_at_again_before_a_second_passes(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # Given a campaign of its own rate 5/s, an account rate that never binds, and no worker
+    runtime = stack.make_runtime(rate_limit="100000/s", calling_window=ALL_DAY)
+    cid = campaign_of(tmp_path, many_callees(20), rate="5/s").campaign_id
+    pacer = Pacer(runtime)
+    assert pacer.lease.hold()
+
+    # When the pacer has released what the campaign's rate allows within the lead
+    first = pacer.step()
+    second = pacer.step()
+
+    # Then it looks again when the campaign has room, well before its idle second
+    assert first.by_campaign == {cid: 3}
+    assert second.released_campaign == 0
+    assert 0 < second.next_step_s < 0.5
