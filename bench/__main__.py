@@ -1,4 +1,6 @@
-"""``python -m bench [NAME ...]``: run every benchmark module of this package (or the named ones).
+"""``python -m bench [NAME [OPTION ...]] ...``: run every benchmark module of this package (or
+the named ones, each with the options that follow its name: ``python -m bench dispatch
+--rounds 3``, ``python -m bench pacing --help``).
 
 A benchmark is a module of ``bench/`` with a ``main()``; each runs in a process of its own, so
 one benchmark's settings (Celery reads its broker once per process) cannot leak into the next.
@@ -11,6 +13,8 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+
+USAGE = "usage: python -m bench [NAME [OPTION ...]] ...  (NAME --help: that benchmark's options)"
 
 
 def benchmark_names() -> list[str]:
@@ -28,18 +32,46 @@ def benchmark_names() -> list[str]:
     return names
 
 
+def plan_runs(argv: list[str], available: list[str]) -> list[tuple[str, list[str]]]:
+    """(benchmark, its options) in the order given; every benchmark, without options, when
+    none is named. What follows a benchmark's name, up to the next name, is its options.
+
+    Raises:
+        ValueError: an unknown benchmark, or an option before any benchmark's name.
+    """
+    if not argv:
+        return [(name, []) for name in available]
+    runs: list[tuple[str, list[str]]] = []
+    for arg in argv:
+        if arg in available:
+            runs.append((arg, []))
+        elif runs:
+            runs[-1][1].append(arg)
+        elif arg.startswith("-"):
+            raise ValueError(f"option {arg!r} before any benchmark's name")
+        else:
+            raise ValueError(f"unknown benchmark {arg!r}")
+    return runs
+
+
 def main() -> int:
     available = benchmark_names()
-    wanted = sys.argv[1:] or available
-    unknown = sorted(set(wanted) - set(available))
-    if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(available)}")
+    if sys.argv[1:2] in (["--help"], ["-h"]):
+        print(f"{USAGE}\nbenchmarks: {', '.join(available)}")
+        return 0
+    try:
+        runs = plan_runs(sys.argv[1:], available)
+    except ValueError as exc:
+        print(f"{exc}; known: {', '.join(available)}\n{USAGE}")
         return 2
     failed = []
-    for name in wanted:
-        print(f"== bench.{name}", flush=True)
-        code = f"import bench.{name} as b; b.main()"
-        if subprocess.run([sys.executable, "-c", code], check=False).returncode != 0:
+    for name, options in runs:
+        if "--help" not in options and "-h" not in options:
+            print(f"== bench.{name}", flush=True)
+        # The benchmark's own argparse reads sys.argv[1:]; argv[0] names it in its --help.
+        code = f"import sys; sys.argv[0] = 'python -m bench {name}'; import bench.{name} as b; "
+        code += "b.main(sys.argv[1:])"
+        if subprocess.run([sys.executable, "-c", code, *options], check=False).returncode != 0:
             failed.append(name)
     if failed:
         print(f"failed: {', '.join(failed)}")

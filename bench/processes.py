@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 from cmvoice.embedded_redis import EmbeddedRedis, free_port
@@ -41,6 +43,33 @@ def wait_http(url: str, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout_s}s")
 
 
+def parents() -> dict[int, int]:
+    """The parent of every process (Linux)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue  # ended meanwhile
+            # The command name (field 2) may hold spaces: split after its closing parenthesis.
+            found[int(entry.name)] = int(text[text.rindex(")") + 2 :].split()[1])
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below ``pid``, at any depth."""
+    by_parent = parents()
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = {child for child, ppid in by_parent.items() if ppid == parent}
+        frontier += children - found
+        found |= children
+    return found
+
+
 def peak_rss_mib(pid: int) -> float:
     """The high-water mark of a process's resident memory (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -59,14 +88,42 @@ class BenchStack:
     urls: dict[str, str] = field(default_factory=dict)
 
     def start(
-        self, name: str, args: list[str], settings: dict[str, Any]
+        self,
+        name: str,
+        args: list[str],
+        settings: dict[str, Any],
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            args, env=env_with(settings), stdout=log, stderr=subprocess.STDOUT
-        )
+        env = {**env_with(settings), **(extra_env or {})}
+        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.processes[name] = process
         return process
+
+    def stop(self, name: str) -> None:
+        """Stop one child (SIGTERM, then SIGKILL after 20 s) and forget it; processes it
+        started (``--beat`` runs beat as one) that outlive it are killed too."""
+        process = self.processes.pop(name)
+        below = descendants(process.pid)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for pid in below & descendants(1):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def empty_redis(self) -> None:
+        """Every key of the private Redis goes but kombu's queue bindings: a producer of this
+        process declared those once and would not declare them again."""
+        client = redis.Redis.from_url(self.redis.url)
+        for key in client.scan_iter(count=1000):
+            if not key.startswith(b"_kombu.binding."):
+                client.delete(key)
+        client.close()
 
     def simulator(self, *extra: str) -> str:
         port = free_port()

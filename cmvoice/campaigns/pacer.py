@@ -26,7 +26,14 @@ import redis
 from cmvoice import lua
 from cmvoice.calls import CallState
 from cmvoice.campaigns.model import CampaignStatus
-from cmvoice.campaigns.plan import Budget, campaign_room, open_groups, plan_budget, share_fairly
+from cmvoice.campaigns.plan import (
+    Budget,
+    campaign_refill_s,
+    campaign_room,
+    open_groups,
+    plan_budget,
+    share_fairly,
+)
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.config import parse_rate
 from cmvoice.publishing import DispatchPublisher, Lane, dispatch_envelope, publish_dispatch
@@ -287,8 +294,11 @@ class Pacer:
                 key = self.keys.backlog(pace.campaign_id, group)
                 ids += [(key, as_text(member)) for member in next(results)]
             due.append(ids[:room])
-        self._turn += 1
-        shares = share_fairly(calls, [len(ids) for ids in due], start=self._turn % len(due))
+        start = self._turn % len(due)
+        shares = share_fairly(calls, [len(ids) for ids in due], start=start)
+        # The round robin goes on where this step's ended: moving on by one campaign per step
+        # gave every short step's call to the same campaign when steps alternated in size.
+        self._turn = start + sum(shares)
         candidates: list[_Candidate] = []
         for pace, ids, count in zip(campaigns, due, shares, strict=True):
             interval = str(pace.interval_us) if pace.interval_us else ""
@@ -344,6 +354,19 @@ class Pacer:
             opening = pace.next_opening
             if opening is not None:
                 waits.append(max(opening.timestamp() - now_us / 1_000_000, 0.0))
+            released = report.by_campaign.get(pace.campaign_id, 0)
+            if pace.interval_us and (released or pace.tat_us > now_us):
+                # Its own rate binds: look again when it has room, not a second later (when
+                # the account's rate does not bind, nothing else wakes the pacer then).
+                waits.append(
+                    campaign_refill_s(
+                        now_us=now_us,
+                        tat_us=pace.tat_us,
+                        interval_us=pace.interval_us,
+                        lead_us=self.lead_us,
+                        released=released,
+                    )
+                )
             for group in pace.open_groups:
                 key = self.keys.backlog(pace.campaign_id, group)
                 # The first call due later (a redial, a retry): due now ones wait for the rate.

@@ -54,6 +54,16 @@ def campaign_room(*, now_us: int, tat_us: int, interval_us: int, lead_us: int) -
     return max(0, _turns_within(lead_us, ahead, interval_us))
 
 
+def campaign_refill_s(
+    *, now_us: int, tat_us: int, interval_us: int, lead_us: int, released: int
+) -> float:
+    """Seconds until a campaign's own rate has room again, once ``released`` more of its calls
+    took turns after ``tat_us``: when half the lead is free, as the account's budget waits."""
+    if released:
+        tat_us = max(tat_us, now_us) + released * interval_us
+    return max(tat_us - now_us - lead_us // 2, 0) / 1_000_000
+
+
 def _turns_within(lead_us: int, ahead_us: int, interval_us: int) -> int:
     """The rate turns that start within the lead: at ``ahead_us``, then one every interval.
 

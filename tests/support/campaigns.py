@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from pathlib import Path
 
 from cmvoice.campaigns.enqueue import EnqueueReport, start_campaign
@@ -24,6 +25,34 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 def numbered_callees(count: int) -> list[str]:
     # Endings 20..: the simulator answers them with code 10 (no redials).
     return [f"+316123456{20 + n:02d}" for n in range(count)]
+
+
+def many_callees(count: int, block: int = 1) -> list[str]:
+    """``count`` distinct Dutch mobile numbers, all answered by the simulator (they end in 0);
+    campaigns given different ``block``s (1..5) call different numbers."""
+    return [f"+316{block}{n:06d}0" for n in range(count)]
+
+
+def campaign_of(
+    tmp_path: Path, callees: list[str], *, rate: str | None = None, name: str = "calls"
+) -> EnqueueReport:
+    """A notification campaign of ``callees`` (one file per ``name``), started now."""
+    path = write_csv(tmp_path / f"{name}.csv", ["callee"], [[c] for c in callees])
+    template = {"caller": CALLER, "prompt": "Your parcel arrives today."}
+    return start_campaign(get_runtime(), path, "notification", template=template, rate=rate)
+
+
+def campaign_ids(campaign_id: str) -> list[str]:
+    """The instruction ids of every row the campaign enqueued, in line order."""
+    return [iid for chunk in store().call_chunks(campaign_id) for iid, _ in chunk]
+
+
+def accepted(stack: Stack) -> list[tuple[str, datetime]]:
+    """(instruction id, acceptance time) of every call the simulator placed, in that order."""
+    return [
+        (call["instruction-id"], datetime.fromisoformat(call["accepted-at"]))
+        for call in stack.calls()
+    ]
 
 
 def notification_campaign(tmp_path: Path, count: int, rate: str) -> EnqueueReport:

@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cmvoice.campaigns.model import ANY_ZONE
-from cmvoice.campaigns.plan import Budget, campaign_room, open_groups, plan_budget, share_fairly
+from cmvoice.campaigns.plan import (
+    Budget,
+    campaign_refill_s,
+    campaign_room,
+    open_groups,
+    plan_budget,
+    share_fairly,
+)
 from cmvoice.rules.windows import CallingPolicy
 from cmvoice.rules.zones import zone_group
 
@@ -206,6 +213,35 @@ def test_a_campaigns_room_is_exactly_the_turns_that_start_within_the_lead(
     if room:
         assert first + (room - 1) * interval_us < lead_us
     assert first + room * interval_us >= lead_us
+
+
+@pytest.mark.parametrize(
+    ("tat_us", "interval_us", "released", "refill_s"),
+    [
+        # 5/s, idle, three calls just released: 600 ms of its rate taken, room again once
+        # half the lead (250 ms) is free
+        (0, 200 * MS, 3, 0.35),
+        (NOW_US - 1_000 * MS, 200 * MS, 3, 0.35),
+        # released nothing this step, its rate taken 400 ms ahead
+        (NOW_US + 400 * MS, 200 * MS, 0, 0.15),
+        # its turns continue from its tat when that lies ahead
+        (NOW_US + 100 * MS, 200 * MS, 1, 0.05),
+        # half the lead or less taken: room now
+        (NOW_US + 250 * MS, 200 * MS, 0, 0.0),
+        (0, 200 * MS, 0, 0.0),
+        # 1/2s: the next turn comes near in 1.75 s
+        (0, 2_000 * MS, 1, 1.75),
+    ],
+)
+def test_a_campaign_whose_own_rate_binds_is_looked_at_again_when_it_has_room(
+    tat_us: int, interval_us: int, released: int, refill_s: float
+) -> None:
+    # Given a campaign whose own rate is taken up to tat_us, and `released` calls released
+    # by this step
+    # When / Then: the pacer looks again once half the lead is free of its turns
+    assert campaign_refill_s(
+        now_us=NOW_US, tat_us=tat_us, interval_us=interval_us, lead_us=LEAD_US, released=released
+    ) == pytest.approx(refill_s)
 
 
 # --- share_fairly -----------------------------------------------------------------------------
