@@ -35,6 +35,10 @@ _REDIS_URL = f"redis://127.0.0.1:{_REDIS_PORT}/0"
 BROKER = broker_choice.choose(_REDIS_URL)
 os.environ["CMVOICE_CALLBACK_SECRET"] = TEST_SECRET
 os.environ.pop("CMVOICE_PRODUCT_TOKEN", None)
+# The suite runs at any hour on any day: calls may be placed all day unless a test sets its own
+# calling window (the default, 08:00-21:00 callee-local, would hold every campaign at night).
+os.environ["CMVOICE_CALLING_WINDOW"] = "00:00-24:00"
+os.environ["CMVOICE_CALLING_DAYS"] = "mon-sun"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

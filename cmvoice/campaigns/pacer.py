@@ -28,10 +28,10 @@ from cmvoice.calls import CallState
 from cmvoice.campaigns.model import CampaignStatus
 from cmvoice.campaigns.plan import (
     Budget,
-    campaign_refill_s,
     campaign_room,
     open_groups,
     plan_budget,
+    rate_refill_s,
     share_fairly,
 )
 from cmvoice.campaigns.store import CampaignStore
@@ -193,7 +193,7 @@ class Pacer:
         self._retire_drained(campaigns)
         # Waiting for a slot (not the rate): a slot freed by a callback wakes the pacer.
         report.slot_bound = budget.slot_room <= 0 and bool(snapshot["waiting"] or campaigns)
-        report.next_step_s = self._next_step_s(budget, campaigns, now_us, report)
+        report.next_step_s = self._next_step_s(budget, campaigns, snapshot, report)
         return report
 
     def _snapshot(self) -> dict[str, Any]:
@@ -335,16 +335,31 @@ class Pacer:
             )
 
     def _next_step_s(
-        self, budget: Budget, campaigns: list[_CampaignPace], now_us: int, report: StepReport
+        self,
+        budget: Budget,
+        campaigns: list[_CampaignPace],
+        snapshot: dict[str, Any],
+        report: StepReport,
     ) -> float:
         """When there may be something to release: the rate refilled, a call coming due, a
         calling window opening."""
+        now_us = snapshot["now_us"]
         if report.slot_bound:
             self.redis.set(self.keys.pacer_slot_bound(), "1", px=int(MAX_IDLE_S * 2000))
             return MAX_IDLE_S
         waits = [MAX_IDLE_S]
-        if budget.rate_room <= 0 or report.released_campaign or report.released_interactive:
-            waits.append(budget.rate_refill_s)
+        released_now = report.released_campaign + report.released_interactive
+        if budget.rate_room <= 0 or released_now:
+            # Counting what this step released: their turns are taken too.
+            waits.append(
+                rate_refill_s(
+                    now_us=now_us,
+                    tat_us=snapshot["tat"],
+                    interval_us=self.interval_us,
+                    lead_us=self.lead_us,
+                    released=snapshot["released"] + released_now,
+                )
+            )
         now_ms = now_us // 1000
         pipe = self.redis.pipeline(transaction=False)
         pipe.zrangebyscore(
@@ -359,7 +374,7 @@ class Pacer:
                 # Its own rate binds: look again when it has room, not a second later (when
                 # the account's rate does not bind, nothing else wakes the pacer then).
                 waits.append(
-                    campaign_refill_s(
+                    rate_refill_s(
                         now_us=now_us,
                         tat_us=pace.tat_us,
                         interval_us=pace.interval_us,

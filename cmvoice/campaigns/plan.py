@@ -42,10 +42,11 @@ def plan_budget(
     ahead of now."""
     ahead = max(tat_us - now_us, 0)
     rate_room = _turns_within(lead_us, ahead, interval_us) - released
-    # Wait until half the lead is free again: releases come in batches, not one per step.
-    refill_us = max(ahead + released * interval_us - lead_us // 2, 0)
+    refill_s = rate_refill_s(
+        now_us=now_us, tat_us=tat_us, interval_us=interval_us, lead_us=lead_us, released=released
+    )
     slot_room = slot_limit - slots_in_use - released
-    return Budget(int(rate_room), int(slot_room), refill_us / 1_000_000)
+    return Budget(int(rate_room), int(slot_room), refill_s)
 
 
 def campaign_room(*, now_us: int, tat_us: int, interval_us: int, lead_us: int) -> int:
@@ -54,14 +55,14 @@ def campaign_room(*, now_us: int, tat_us: int, interval_us: int, lead_us: int) -
     return max(0, _turns_within(lead_us, ahead, interval_us))
 
 
-def campaign_refill_s(
+def rate_refill_s(
     *, now_us: int, tat_us: int, interval_us: int, lead_us: int, released: int
 ) -> float:
-    """Seconds until a campaign's own rate has room again, once ``released`` more of its calls
-    took turns after ``tat_us``: when half the lead is free, as the account's budget waits."""
-    if released:
-        tat_us = max(tat_us, now_us) + released * interval_us
-    return max(tat_us - now_us - lead_us // 2, 0) / 1_000_000
+    """Seconds until a rate timeline (the account's, or a campaign's own) has room again, once
+    ``released`` more calls took turns after ``tat_us``: when half the lead is free again, as
+    releases come in batches, not one per step."""
+    taken_until = max(tat_us, now_us) + released * interval_us
+    return max(taken_until - now_us - lead_us // 2, 0) / 1_000_000
 
 
 def _turns_within(lead_us: int, ahead_us: int, interval_us: int) -> int:

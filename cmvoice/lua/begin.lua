@@ -14,7 +14,11 @@
 -- Returns {'go', wait_us, record...}, {'busy', state}, {'missing'}, {'wait', why}, or {'ended', state}.
 local prefix, id, retention = ARGV[1], ARGV[2], ARGV[3]
 local raw = redis.call('HGETALL', KEYS[1])
-if #raw == 0 then return {'missing'} end
+if #raw == 0 then
+  -- Expired (or never written): a pacer release of it must not count as in flight any more.
+  redis.call('ZREM', prefix .. ':pacer:released', id)
+  return {'missing'}
+end
 local f = {}
 for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
 local t = redis.call('TIME')

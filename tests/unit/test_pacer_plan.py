@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from cmvoice.campaigns.model import ANY_ZONE
 from cmvoice.campaigns.plan import (
     Budget,
-    campaign_refill_s,
     campaign_room,
     open_groups,
     plan_budget,
+    rate_refill_s,
     share_fairly,
 )
 from cmvoice.rules.windows import CallingPolicy
@@ -239,7 +239,7 @@ def test_a_campaign_whose_own_rate_binds_is_looked_at_again_when_it_has_room(
     # Given a campaign whose own rate is taken up to tat_us, and `released` calls released
     # by this step
     # When / Then: the pacer looks again once half the lead is free of its turns
-    assert campaign_refill_s(
+    assert rate_refill_s(
         now_us=NOW_US, tat_us=tat_us, interval_us=interval_us, lead_us=LEAD_US, released=released
     ) == pytest.approx(refill_s)
 
