@@ -33,10 +33,10 @@ CALLEE = "+31612345678"
 CALLER = "+31761234567"
 
 
-def event(instruction_id: str) -> dict[str, Any]:
+def event(instruction_id: str, call_id: str) -> dict[str, Any]:
     return {
         "type": "notification-finished",
-        "call-id": str(uuid.uuid4()),
+        "call-id": call_id,
         "instruction-id": instruction_id,
         "caller": CALLER,
         "callee": CALLEE,
@@ -47,23 +47,40 @@ def event(instruction_id: str) -> dict[str, Any]:
     }
 
 
-def blast(base_url: str, count: int, clients: int) -> float:
-    """POST ``count`` distinct signed callbacks from ``clients`` threads; callbacks per second."""
-    ids = [f"bench-{n}" for n in range(count)]
+def placed_calls(redis_url: str, count: int) -> dict[str, str]:
+    """``count`` calls PLACED in the ledger, as a worker leaves them: instruction id -> call id
+    (a callback must carry the call id CM gave, or the receiver refuses it)."""
+    ledger = CallLedger(redis.Redis.from_url(redis_url))
+    calls = {}
+    for _ in range(count):
+        iid, call_id = str(uuid.uuid4()), str(uuid.uuid4())
+        ledger.create(iid, "notification", {"callee": CALLEE, "caller": CALLER, "prompt": "x"})
+        claim = ledger.claim(iid, lease_s=600)
+        assert not isinstance(claim, CallState | None)
+        ledger.mark_sending(claim, lease_s=600)
+        ledger.placed(claim, call_id)
+        calls[iid] = call_id
+    return calls
+
+
+def blast(base_url: str, calls: dict[str, str], clients: int) -> float:
+    """POST a signed callback for each of ``calls`` from ``clients`` threads; callbacks/s."""
+    ids = list(calls)
     local = threading.local()
 
     def post(instruction_id: str) -> int:
         if not hasattr(local, "session"):
             local.session = requests.Session()
         url = callback_url(base_url, instruction_id, SECRET)
-        return local.session.post(url, json=event(instruction_id), timeout=30).status_code
+        body = event(instruction_id, calls[instruction_id])
+        return local.session.post(url, json=body, timeout=30).status_code
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         statuses = list(pool.map(post, ids))
     elapsed = time.perf_counter() - started
-    assert statuses.count(204) == count, f"not all accepted: {set(statuses)}"
-    return count / elapsed
+    assert statuses.count(204) == len(ids), f"not all accepted: {set(statuses)}"
+    return len(ids) / elapsed
 
 
 def uvicorn_baseline(bench: BenchStack) -> str:
@@ -81,14 +98,8 @@ def latency_ms(
 ) -> list[float]:
     """Callback POST -> start of the result task, for ``calls`` callbacks sent 20 ms apart."""
     client = redis.Redis.from_url(bench.redis.url)
-    ledger = CallLedger(client)
-    ids = [str(uuid.uuid4()) for _ in range(calls)]
-    for iid in ids:
-        ledger.create(iid, "notification", {"callee": CALLEE, "caller": CALLER, "prompt": "x"})
-        claim = ledger.claim(iid, lease_s=600)
-        assert not isinstance(claim, CallState | None)
-        ledger.mark_sending(claim, lease_s=600)
-        ledger.placed(claim, str(uuid.uuid4()))
+    placed = placed_calls(bench.redis.url, calls)
+    ids = list(placed)
     args = [CMVOICE, "worker", "--concurrency", "8", "--loglevel", "warning"]
     args += ["--queues", "cmvoice.results", "--include", "bench.result_probe"]
     bench.start("worker", args, {**settings, "result_tasks": "bench.result_probe"})
@@ -100,7 +111,8 @@ def latency_ms(
     sent: dict[str, float] = {}
     for iid in ids:
         sent[iid] = time.time()
-        response = session.post(callback_url(receiver, iid, SECRET), json=event(iid), timeout=30)
+        url = callback_url(receiver, iid, SECRET)
+        response = session.post(url, json=event(iid, placed[iid]), timeout=30)
         assert response.status_code == 204
         time.sleep(0.02)
     deadline = time.monotonic() + 60
@@ -131,8 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         }
         receiver = bench.receiver(settings)
         baseline = uvicorn_baseline(bench)
-        base_rate = blast(baseline, args.callbacks, args.clients)
-        receiver_rate = blast(receiver, args.callbacks, args.clients)
+        calls = placed_calls(bench.redis.url, args.callbacks)
+        base_rate = blast(baseline, calls, args.clients)
+        receiver_rate = blast(receiver, calls, args.clients)
         redis.Redis.from_url(bench.redis.url).delete("cmvoice.results")
         latencies = latency_ms(bench, settings, receiver, args.latency_samples)
     p50 = latencies[len(latencies) // 2]

@@ -39,6 +39,7 @@ from cmvoice.campaigns.plan import campaign_policy
 from cmvoice.campaigns.rows import RowReader, RowValidator, SourceRow, fingerprint
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.errors import CampaignError, FieldError, InvalidInstruction
+from cmvoice.lease import Lease
 from cmvoice.privacy import mask_number
 from cmvoice.rules.enforce import (
     COUNTRY,
@@ -168,7 +169,7 @@ class CampaignEnqueuer:
         """
         store, cid = self.store, self.campaign.campaign_id
         started = time.monotonic()
-        token = self.guards.acquire_lock(cid)
+        lock = self.guards.acquire_lock(cid)
         run = _Run()
         try:
             # Read once the lock is held: no other start can move the checkpoint any more.
@@ -179,20 +180,20 @@ class CampaignEnqueuer:
                 raise CampaignError(f"campaign {cid} was cancelled; nothing more is enqueued")
             else:
                 store.redis.hset(store.key(cid), "enqueue_state", EnqueueState.ENQUEUING.value)
-                self._run_batches(run, token, should_stop, on_progress)
+                self._run_batches(run, lock, should_stop, on_progress)
         finally:
             with contextlib.suppress(redis.RedisError):
                 fields: dict[Any, str] = {"enqueue_state": run.state.value}
                 if run.state is EnqueueState.COMPLETE:
                     fields["enqueue_finished_at"] = str(store.ledger.server_time_ms())
                 store.redis.hset(store.key(cid), mapping=fields)
-                self.guards.release_lock(cid, token)
+                lock.release()
         return self._report(run, time.monotonic() - started)
 
     def _run_batches(
         self,
         run: _Run,
-        token: str,
+        lock: Lease,
         should_stop: Callable[[], bool],
         on_progress: Callable[[EnqueueProgress], None] | None,
     ) -> None:
@@ -231,7 +232,7 @@ class CampaignEnqueuer:
                             size_bytes=reader.size_bytes,
                         )
                     )
-                if not self.guards.refresh_lock(cid, token):
+                if not lock.renew():
                     raise CampaignError(f"campaign {cid}: lost the enqueue lock; resume it")
                 if store.status_of(cid) is CampaignStatus.CANCELLED:
                     # A batch committed while the cancel emptied the backlog is ended too.

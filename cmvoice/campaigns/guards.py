@@ -3,17 +3,17 @@ the callees it has seen (duplicates), both in Redis."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
 from cmvoice import lua
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.errors import CampaignError
+from cmvoice.lease import Lease
 from cmvoice.replies import as_text
 
-#: Milliseconds the enqueue lock lives unless refreshed: a killed start frees it this fast.
-ENQUEUE_LOCK_TTL_MS = 30_000
+#: Seconds the enqueue lock lives unless renewed: a killed start frees it this fast.
+ENQUEUE_LOCK_TTL_S = 30.0
 
 
 class EnqueueGuards:
@@ -23,25 +23,16 @@ class EnqueueGuards:
         self.store = store
         self.redis = store.redis
         self._claim_callees = lua.load(self.redis, "claim_callees")
-        self._lock_update = lua.load(self.redis, "lock_update")
 
-    def acquire_lock(self, campaign_id: str) -> str:
-        token = secrets.token_hex(8)
-        if not self.redis.set(
-            self.store.key(campaign_id, "lock"), token, nx=True, px=ENQUEUE_LOCK_TTL_MS
-        ):
+    def acquire_lock(self, campaign_id: str) -> Lease:
+        """The campaign's enqueue lock, taken; the caller renews it per batch and releases it."""
+        lock = Lease(self.redis, self.store.key(campaign_id, "lock"), ENQUEUE_LOCK_TTL_S)
+        if not lock.take():
             raise CampaignError(
                 f"another `campaign start` is enqueueing campaign {campaign_id}; if that process "
-                f"is gone, its lock expires within {ENQUEUE_LOCK_TTL_MS // 1000} s"
+                f"is gone, its lock expires within {ENQUEUE_LOCK_TTL_S:g} s"
             )
-        return token
-
-    def refresh_lock(self, campaign_id: str, token: str) -> bool:
-        key = self.store.key(campaign_id, "lock")
-        return bool(self._lock_update(keys=[key], args=[token, ENQUEUE_LOCK_TTL_MS]))
-
-    def release_lock(self, campaign_id: str, token: str) -> None:
-        self._lock_update(keys=[self.store.key(campaign_id, "lock")], args=[token, 0])
+        return lock
 
     def claim_callees(self, campaign_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
         """For each (callee hash, line): the first line of the campaign that calls it."""

@@ -36,6 +36,7 @@ from cmvoice.campaigns.plan import (
 )
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.config import parse_rate
+from cmvoice.lease import Lease
 from cmvoice.publishing import DispatchPublisher, Lane, dispatch_envelope, publish_dispatch
 from cmvoice.replies import as_int, as_text
 from cmvoice.rules.windows import CallingPolicy
@@ -81,28 +82,6 @@ class _CampaignPace:
     next_opening: datetime | None
 
 
-class PacerLease:
-    """The right to run the pacer: one holder at a time, renewed every step, lost if not."""
-
-    def __init__(
-        self, client: redis.Redis, key: str, ttl_s: float, token: str | None = None
-    ) -> None:
-        self.client = client
-        self.key = key
-        self.ttl_ms = int(ttl_s * 1000)
-        self.token = token or secrets.token_hex(8)
-        self._update = lua.load(client, "lock_update")
-
-    def hold(self) -> bool:
-        """Take the lease if free, or renew it if ours; False when another pacer has it."""
-        if self._update(keys=[self.key], args=[self.token, self.ttl_ms]):
-            return True
-        return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
-
-    def release(self) -> None:
-        self._update(keys=[self.key], args=[self.token, 0])
-
-
 class Pacer:
     """Releases waiting calls as the account's rate and slots allow (see the module docstring).
 
@@ -118,7 +97,7 @@ class Pacer:
         *,
         lead_s: float | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
-        lease: PacerLease | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._lead_s = lead_s
         self.max_batch = max_batch
@@ -140,7 +119,7 @@ class Pacer:
         self.store = CampaignStore(runtime)
         self.lead_us = int((self._lead_s or self.settings.pacer_lead) * 1_000_000)
         self.interval_us = max(1, round(self.settings.rate_limit.interval_s * 1_000_000))
-        self.lease = self._given_lease or PacerLease(
+        self.lease = self._given_lease or Lease(
             runtime.redis, runtime.keys.pacer_lease(), DEFAULT_LEASE_TTL_S, token=self._token
         )
         self._release = lua.load(runtime.redis, "release")

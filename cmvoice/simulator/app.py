@@ -7,7 +7,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -32,6 +32,7 @@ APP_KINDS: dict[str, str] = {model.app.lower(): kind for kind, model in MODELS.i
 #: Bodies up to this size are read to the end before a 413, so the client sees the answer
 #: instead of a reset connection; larger ones are refused at once.
 _DRAIN_LIMIT_BYTES = 1024 * 1024
+_Control = TypeVar("_Control", Faults, Scenario, Refusal)
 
 
 class _Refusal(Exception):
@@ -104,6 +105,15 @@ def _pydantic_refusal(exc: ValidationError) -> _Refusal:
     ]
     message = "; ".join(f"{error['field']}: {error['rule']}" for error in errors)
     return _Refusal(400, message, extra={"errors": errors})
+
+
+async def _read_control(request: Request, model: type[_Control], max_bytes: int) -> _Control:
+    """A ``/_sim`` control body as ``model``, or a 4xx refusal naming what is wrong."""
+    data = _parse_json_object(await _read_body(request, max_bytes))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _pydantic_refusal(exc) from None
 
 
 def _check_token(request: Request, accepted: tuple[str, ...]) -> None:
@@ -249,10 +259,7 @@ def _control_router(engine: SimulatorEngine) -> APIRouter:
     async def set_faults(request: Request) -> Response:
         """Replace the faults: fields left out go back to no fault."""
         try:
-            data = _parse_json_object(await _read_body(request, engine.config.max_body_bytes))
-            faults = Faults.model_validate(data)
-        except ValidationError as exc:
-            return _pydantic_refusal(exc).response()
+            faults = await _read_control(request, Faults, engine.config.max_body_bytes)
         except _Refusal as refusal:
             return refusal.response()
         engine.faults.set(faults)
@@ -271,10 +278,7 @@ def _control_router(engine: SimulatorEngine) -> APIRouter:
     async def add_scenario(request: Request) -> Response:
         """Queue outcomes for the next calls to one number."""
         try:
-            data = _parse_json_object(await _read_body(request, engine.config.max_body_bytes))
-            scenario = Scenario.model_validate(data)
-        except ValidationError as exc:
-            return _pydantic_refusal(exc).response()
+            scenario = await _read_control(request, Scenario, engine.config.max_body_bytes)
         except _Refusal as refusal:
             return refusal.response()
         queued = engine.scenarios.add(scenario)
@@ -300,10 +304,7 @@ def _control_router(engine: SimulatorEngine) -> APIRouter:
     async def add_refusal(request: Request) -> Response:
         """Refuse every instruction to one number from now on (a 4xx, no call placed)."""
         try:
-            data = _parse_json_object(await _read_body(request, engine.config.max_body_bytes))
-            refusal = Refusal.model_validate(data)
-        except ValidationError as exc:
-            return _pydantic_refusal(exc).response()
+            refusal = await _read_control(request, Refusal, engine.config.max_body_bytes)
         except _Refusal as refusal_error:
             return refusal_error.response()
         engine.refusals.add(refusal)

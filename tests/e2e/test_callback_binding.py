@@ -14,24 +14,12 @@ from cmvoice.ledger import CallLedger
 from cmvoice.runtime import get_runtime
 from cmvoice.signing import callback_url
 from cmvoice.tasks.maintenance import reconcile
+from tests.support.callbacks import cm_callback
 from tests.support.stack import CALLEE, CALLER, TEST_SECRET, Stack, wait_for
 
 REAL_CALL_ID = "6d0f176e-00ac-4de2-a04d-b3f7c895adb0"
 OTHER_REAL_CALL_ID = "0e9d2c5b-2a1f-4d7e-8f43-6a5b4c3d2e10"
 MADE_UP_CALL_ID = "11111111-2222-3333-4444-555555555555"
-
-
-def event(instruction_id: str, call_id: str, code: int) -> dict[str, Any]:
-    return {
-        "type": "notification-finished",
-        "call-id": call_id,
-        "instruction-id": instruction_id,
-        "caller": CALLER,
-        "callee": CALLEE,
-        "result": {"code": code, "description": "Cancelled" if code == 9 else "Finished"},
-        "started-on": "2026-02-09T11:00:31.752Z",
-        "finished-on": "2026-02-09T11:00:48.112Z",
-    }
 
 
 def post_callback(stack: Stack, url_of: str, body: dict[str, Any]) -> requests.Response:
@@ -61,11 +49,11 @@ def test_a_forged_callback_for_a_finished_call_places_no_call(stack: Stack, work
     stack.make_runtime(redial_delay=0.05)
     ledger = get_runtime().ledger
     placed(ledger, "finished-1", REAL_CALL_ID)
-    assert post_callback(stack, "finished-1", event("finished-1", REAL_CALL_ID, 10)).ok
+    assert post_callback(stack, "finished-1", cm_callback("finished-1", REAL_CALL_ID, code=10)).ok
     wait_for(lambda: ledger.get("finished-1").state is CallState.FINISHED)
 
     # When its correctly signed URL gets code 9 with a made-up call-id
-    forged = post_callback(stack, "finished-1", event("finished-1", MADE_UP_CALL_ID, 9))
+    forged = post_callback(stack, "finished-1", cm_callback("finished-1", MADE_UP_CALL_ID, code=9))
 
     # Then it is refused (409, counted), no redial record is written, and nothing is dialed
     assert forged.status_code == 409
@@ -89,14 +77,17 @@ def test_a_forged_callback_cannot_overwrite_the_real_outcome(stack: Stack, worke
     placed(ledger, "placed-1", REAL_CALL_ID)
 
     # When a forged "finished" with a made-up call-id arrives first
-    forged = post_callback(stack, "placed-1", event("placed-1", MADE_UP_CALL_ID, 10))
+    forged = post_callback(stack, "placed-1", cm_callback("placed-1", MADE_UP_CALL_ID, code=10))
 
     # Then it is refused and the ledger is untouched
     assert forged.status_code == 409
     assert ledger.get("placed-1").state is CallState.PLACED
 
     # And CM's real callback (not answered, 9) is recorded, and its redial placed
-    assert post_callback(stack, "placed-1", event("placed-1", REAL_CALL_ID, 9)).status_code == 204
+    assert (
+        post_callback(stack, "placed-1", cm_callback("placed-1", REAL_CALL_ID, code=9)).status_code
+        == 204
+    )
     wait_for(lambda: ledger.get("placed-1").state is CallState.FINISHED)
     record = ledger.get("placed-1")
     assert (record.call_id, record.get("result_code")) == (REAL_CALL_ID, "9")
@@ -113,13 +104,13 @@ def test_one_calls_url_cannot_silence_another_calls_callback(stack: Stack, worke
     placed(ledger, "call-d", OTHER_REAL_CALL_ID)
 
     # When C's signed URL is posted with D's real call-id
-    crossed = post_callback(stack, "call-c", event("call-c", OTHER_REAL_CALL_ID, 10))
+    crossed = post_callback(stack, "call-c", cm_callback("call-c", OTHER_REAL_CALL_ID, code=10))
 
     # Then it is refused: C's record holds another call-id
     assert crossed.status_code == 409
 
     # And D's genuine callback is not taken for a duplicate: D finishes, C is untouched
-    assert post_callback(stack, "call-d", event("call-d", OTHER_REAL_CALL_ID, 10)).ok
+    assert post_callback(stack, "call-d", cm_callback("call-d", OTHER_REAL_CALL_ID, code=10)).ok
     wait_for(lambda: ledger.get("call-d").state is CallState.FINISHED)
     assert ledger.get("call-c").state is CallState.PLACED
 
@@ -137,7 +128,7 @@ def test_a_callback_for_a_call_cm_refused_cannot_finish_or_redial_it(
     ledger.fail("refused-1", "CM answered 400", claim=claim)
 
     # When its signed URL gets a code 9 with any call-id
-    post_callback(stack, "refused-1", event("refused-1", MADE_UP_CALL_ID, 9))
+    post_callback(stack, "refused-1", cm_callback("refused-1", MADE_UP_CALL_ID, code=9))
     reconcile(get_runtime())
 
     # Then the call stays FAILED and nothing is redialed

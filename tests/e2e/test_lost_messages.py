@@ -25,6 +25,7 @@ from cmvoice.tasks.maintenance import reconcile
 from cmvoice.tasks.results import handle_event
 from cmvoice.worker import app
 from tests.support.broker import purge, queue_length
+from tests.support.callbacks import cm_callback
 from tests.support.result_tasks import received_outcomes
 from tests.support.stack import CALLEE, CALLER, TEST_SECRET, Stack, wait_for
 from tests.support.workers import thread_worker
@@ -48,20 +49,6 @@ def placed(runtime: Runtime, iid: str) -> None:
     assert isinstance(claim, Claim)
     runtime.ledger.mark_sending(claim, lease_s=30)
     runtime.ledger.placed(claim, CALL_ID)
-
-
-def finished_event(iid: str) -> dict[str, object]:
-    return {
-        "type": "notification-finished",
-        "call-id": CALL_ID,
-        "instruction-id": iid,
-        "callee": CALLEE,
-        "caller": CALLER,
-        "result": {"code": 10, "description": "Finished"},
-        "started-on": "2026-02-09T11:00:31.752Z",
-        "answered-on": "2026-02-09T11:00:37.972Z",
-        "finished-on": "2026-02-09T11:00:48.112Z",
-    }
 
 
 def test_a_released_campaign_call_whose_message_was_lost_is_published_again_and_placed_once(
@@ -101,7 +88,7 @@ def test_a_taken_callback_whose_handle_result_was_lost_is_published_again_after_
     runtime = stack.make_runtime(requeue_grace=0.5)
     placed(runtime, "inbox-1")
     url = callback_url(stack.receiver_url, "inbox-1", TEST_SECRET)
-    assert requests.post(url, json=finished_event("inbox-1"), timeout=10).status_code == 204
+    assert requests.post(url, json=cm_callback("inbox-1", CALL_ID), timeout=10).status_code == 204
     lose_the_message_in(RESULTS_QUEUE)
     assert reconcile(runtime).callbacks_again == 0, "not while the grace lasts"
 
@@ -125,7 +112,9 @@ def test_an_outcome_whose_message_was_lost_is_delivered_again_after_the_outbox_t
     # Given a finished call whose outcome message to the application's task was lost
     runtime = stack.make_runtime(result_tasks=RESULT_TASK, outbox_timeout=0.2)
     placed(runtime, "outbox-1")
-    event = {k: v for k, v in finished_event("outbox-1").items() if k not in ("callee", "caller")}
+    event = {
+        k: v for k, v in cm_callback("outbox-1", CALL_ID).items() if k not in ("callee", "caller")
+    }
     assert handle_event(runtime, event).startswith("outcome 10")
     lose_the_message_in(runtime.settings.result_queue)
     time.sleep(0.3)  # past the outbox timeout

@@ -21,7 +21,8 @@ from celery.signals import task_prerun
 from cmvoice.calls import CallState
 from cmvoice.campaigns import control
 from cmvoice.campaigns.enqueue import CampaignEnqueuer
-from cmvoice.campaigns.pacer import DEFAULT_LEASE_TTL_S, Pacer, PacerLease
+from cmvoice.campaigns.pacer import DEFAULT_LEASE_TTL_S, Pacer
+from cmvoice.lease import Lease
 from cmvoice.messages import DISPATCH_QUEUE, DISPATCH_TASK
 from cmvoice.producer import enqueue
 from cmvoice.runtime import get_runtime
@@ -306,7 +307,7 @@ def test_two_pacers_stepping_at_once_release_each_call_exactly_once(
         rate_limit="100000/s", max_concurrent_calls=1_000_000, calling_window=ALL_DAY
     )
     cid = campaign_of(tmp_path, many_callees(3000)).campaign_id
-    lease = PacerLease(runtime.redis, runtime.keys.pacer_lease(), DEFAULT_LEASE_TTL_S)
+    lease = Lease(runtime.redis, runtime.keys.pacer_lease(), DEFAULT_LEASE_TTL_S)
     assert lease.hold()
     pacers = [Pacer(runtime, lease=lease) for _ in range(2)]
 

@@ -25,26 +25,12 @@ from cmvoice.runtime import get_runtime
 from cmvoice.signing import callback_url, sign, verify
 from cmvoice.tasks.maintenance import reconcile
 from tests.support.broker import message_text, queue_length, take_messages
+from tests.support.callbacks import cm_callback
 from tests.support.raw_http import raw_post
 from tests.support.stack import CALLEE, CALLER, TEST_SECRET, Stack, wait_for
 from tests.support.workers import CMVOICE, WorkerProcess, worker_env
 
 CALL_ID = "6d0f176e-00ac-4de2-a04d-b3f7c895adb0"
-
-
-def finished_event(instruction_id: str, call_id: str = CALL_ID, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": "notification-finished",
-        "call-id": call_id,
-        "instruction-id": instruction_id,
-        "caller": CALLER,
-        "callee": CALLEE,
-        "result": {"code": 10, "description": "Finished"},
-        "started-on": "2026-02-09T11:00:31.752Z",
-        "answered-on": "2026-02-09T11:00:37.972Z",
-        "finished-on": "2026-02-09T11:00:48.112Z",
-        **extra,
-    }
 
 
 def results_waiting(count: int) -> bool:
@@ -122,15 +108,15 @@ def test_a_bad_callback_gets_a_4xx_and_changes_nothing(
     stack: Stack, placed_call: str, case: str, expected_status: int
 ) -> None:
     url = signed_url(stack, placed_call)
-    body: Any = finished_event(placed_call)
+    body: Any = cm_callback(placed_call, CALL_ID)
     if case == "forged signature":
         url = f"{stack.receiver_url}/callbacks/cm/{placed_call}/{'0' * 32}"
     elif case == "mismatched id":
-        body = finished_event("another-call")
+        body = cm_callback("another-call", CALL_ID)
     elif case == "malformed json":
         body = b'{"type": "notification-finished",'
     elif case == "oversize body":
-        body = finished_event(placed_call, padding="x" * 100_000)
+        body = cm_callback(placed_call, CALL_ID, padding="x" * 100_000)
     elif case == "unknown type":
         body = {**body, "type": "sms-finished"}
     elif case == "missing fields":
@@ -147,7 +133,9 @@ def test_a_bad_callback_gets_a_4xx_and_changes_nothing(
 
 
 def test_a_refused_callback_says_why_in_its_body(stack: Stack, placed_call: str) -> None:
-    response = post(signed_url(stack, placed_call), {**finished_event(placed_call), "type": "x"})
+    response = post(
+        signed_url(stack, placed_call), {**cm_callback(placed_call, CALL_ID), "type": "x"}
+    )
     assert response.status_code == 422
     assert "unknown event type" in response.json()["message"]
 
@@ -158,7 +146,7 @@ def test_the_same_callback_posted_three_times_is_published_once(
 ) -> None:
     url = signed_url(stack, placed_call)
 
-    statuses = [post(url, finished_event(placed_call)).status_code for _ in range(3)]
+    statuses = [post(url, cm_callback(placed_call, CALL_ID)).status_code for _ in range(3)]
 
     assert statuses == [204, 204, 204]
     assert results_waiting(1)
@@ -169,7 +157,7 @@ def test_the_same_callback_posted_three_times_is_published_once(
 
 @pytest.mark.rabbitmq
 def test_the_published_task_carries_no_phone_number(stack: Stack, placed_call: str) -> None:
-    post(signed_url(stack, placed_call), finished_event(placed_call))
+    post(signed_url(stack, placed_call), cm_callback(placed_call, CALL_ID))
 
     wait_for(lambda: queue_length(RESULTS_QUEUE) == 1, timeout_s=5)
     [message] = take_messages(RESULTS_QUEUE)
@@ -264,7 +252,7 @@ def test_a_body_json_loads_would_crash_on_gets_400_and_a_valid_callback_then_get
 
     # When a body json.loads cannot parse without an exception is posted, then a valid one
     refused = post(url, body)
-    accepted = post(url, finished_event(placed_call))
+    accepted = post(url, cm_callback(placed_call, CALL_ID))
 
     # Then the first gets 400, saying which limit it broke, and is counted; the second is taken
     assert refused.status_code == 400, refused.text
@@ -278,7 +266,7 @@ def test_a_timestamp_with_no_utc_equivalent_gets_422_not_500(
     stack: Stack, placed_call: str
 ) -> None:
     # Given a callback whose answered-on is a valid ISO time that falls before year 1 in UTC
-    body = finished_event(placed_call, **{"answered-on": "0001-01-01T00:00:00+01:00"})
+    body = cm_callback(placed_call, CALL_ID, **{"answered-on": "0001-01-01T00:00:00+01:00"})
 
     # When
     response = post(signed_url(stack, placed_call), body)
@@ -302,7 +290,9 @@ def test_a_client_that_leaves_mid_body_is_counted_and_crashes_nothing(
 
     # Then no exception reached uvicorn's log, and the next callback is taken as usual
     assert [record.getMessage() for record in caplog.records] == []
-    assert post(signed_url(stack, placed_call), finished_event(placed_call)).status_code == 204
+    assert (
+        post(signed_url(stack, placed_call), cm_callback(placed_call, CALL_ID)).status_code == 204
+    )
 
 
 # --- UNKNOWN resolution --------------------------------------------------------------------
@@ -321,7 +311,9 @@ def test_a_callback_for_an_unknown_call_settles_it_and_nothing_is_redialed(
     ledger.unknown(claim, "read timeout")
 
     # When CM's callback arrives after all
-    assert post(signed_url(stack, "unknown-1"), finished_event("unknown-1")).status_code == 204
+    assert (
+        post(signed_url(stack, "unknown-1"), cm_callback("unknown-1", CALL_ID)).status_code == 204
+    )
 
     # Then the call is FINISHED, and the reconciler dispatches nothing
     wait_for(lambda: ledger.get("unknown-1").state is CallState.FINISHED)
@@ -384,12 +376,12 @@ def test_with_the_broker_down_callbacks_get_503_and_a_retry_later_is_handled(
 
         # When the broker goes down, CM's callback is answered 503 (so CM may retry)
         own_broker.stop()
-        assert post(url, finished_event(iid)).status_code == 503
+        assert post(url, cm_callback(iid, CALL_ID)).status_code == 503
         assert requests.get(base + "/healthz", timeout=10).status_code == 503
 
         # And when it is back, the retried callback is accepted and handled
         own_broker.start()
-        response = post(url, finished_event(iid))
+        response = post(url, cm_callback(iid, CALL_ID))
         assert response.status_code == 204, response.text
         worker = WorkerProcess(settings, tmp_path / "worker.log", name="outage")
         wait_for(lambda: ledger.get(iid).state is CallState.FINISHED, timeout_s=30)
@@ -426,7 +418,7 @@ def test_with_rabbitmq_unreachable_callbacks_get_503_and_healthz_says_so(
         # When it is asked for its health, and CM posts a callback, twice
         health = requests.get(base + "/healthz", timeout=10)
         url = callback_url(base, placed_call, TEST_SECRET)
-        statuses = [post(url, finished_event(placed_call)).status_code for _ in range(2)]
+        statuses = [post(url, cm_callback(placed_call, CALL_ID)).status_code for _ in range(2)]
     finally:
         receiver.terminate()
         receiver.wait(10)

@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from cmvoice.receiver import MAX_BODY_BYTES
 from cmvoice.signing import CALLBACK_PATH, sign
+from tests.support.callbacks import cm_callback
 from tests.support.raw_http import raw_post
-from tests.support.stack import CALLEE, CALLER, TEST_SECRET, Stack
+from tests.support.stack import TEST_SECRET, Stack
 
 #: Cases per run: enough to reach every branch below many times over.
 FUZZ_EXAMPLES = 2000
@@ -39,22 +40,11 @@ RESULT_FIELDS = ["code", "description", "sip-disconnect-code", "sip-disconnect-r
 PLACEHOLDER = "\x00raw-fragment\x00"
 
 
-def callback(call_id: str = CALL_ID, instruction_id: str = INSTRUCTION_ID) -> dict[str, Any]:
-    return {
-        "type": "dtmf-finished",
-        "call-id": call_id,
-        "instruction-id": instruction_id,
-        "caller": CALLER,
-        "callee": CALLEE,
-        "result": {"code": 10, "description": "Finished"},
-        "started-on": "2026-02-09T11:00:31.752Z",
-        "answered-on": "2026-02-09T11:00:37.972Z",
-        "finished-on": "2026-02-09T11:00:48.112Z",
-        "digits": "42",
-    }
+def dtmf_callback(call_id: str) -> dict[str, Any]:
+    return cm_callback(INSTRUCTION_ID, call_id, kind="dtmf", digits="42")
 
 
-FIELDS = list(callback())
+FIELDS = list(dtmf_callback(CALL_ID))
 
 
 # --- strategies ------------------------------------------------------------------------------
@@ -143,7 +133,7 @@ shapes = st.sampled_from(["object", "object", "list", "nested"])
 @st.composite
 def mutated_callbacks(draw: st.DrawFn) -> bytes:
     """A valid callback with a few fields broken, removed, added or replaced by raw fragments."""
-    event: Any = callback(draw(call_ids))
+    event: Any = dtmf_callback(draw(call_ids))
     fragment = None
     for _ in range(draw(mutation_counts)):
         action, field, value = draw(actions), draw(any_field_names), draw(field_values)
@@ -272,7 +262,7 @@ def test_no_signed_callback_however_hostile_gets_a_5xx_and_the_receiver_keeps_se
 
         # Then none got a 5xx (asserted per case), none crashed the app, and a valid callback
         # still gets its 204
-        valid = json.dumps(callback(str(uuid.uuid4())))
+        valid = json.dumps(dtmf_callback(str(uuid.uuid4())))
         assert post(INSTRUCTION_ID, valid.encode(), None) == 204
     finally:
         session.close()
