@@ -10,6 +10,7 @@ twice: its ``delivery_id`` tells).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from celery import Task
 from celery.signals import task_success
 
 from cmvoice import lua
+from cmvoice.lease import Lease
 from cmvoice.outage import is_outage
 from cmvoice.outcomes import CallOutcome
 from cmvoice.runtime import Runtime, get_runtime
@@ -87,12 +89,13 @@ def result_task(
 
     Name it in ``CMVOICE_RESULT_TASKS``. The outcome is delivered at least once (the outbox
     publishes it again until it is confirmed); the task runs your function once per outcome:
-    a delivery it already processed is skipped, and it confirms only after your function
+    a delivery it already processed, or that another copy is processing (under a lease of
+    ``CMVOICE_OUTBOX_TIMEOUT``), is skipped, and it confirms only after your function
     returned (retrying the confirmation, never your function, while Redis is briefly away).
     One window stays, as with any task whose effects live outside cmvoice's Redis: a worker
     killed after your function returned and before the confirmation (one Redis round trip)
-    runs it again for that outcome. Make its effect idempotent on ``outcome.delivery_id``
-    where that matters.
+    runs it again for that outcome, as does a function that outlives its lease. Make its
+    effect idempotent on ``outcome.delivery_id`` where that matters.
     """
 
     def decorate(function: Callable[[CallOutcome], T]) -> Task[Any, T | None]:
@@ -100,12 +103,31 @@ def result_task(
         def run(self: Task[Any, Any], outcome: dict[str, Any]) -> T | None:
             runtime = get_runtime()
             delivery_id = str(outcome.get("delivery_id") or "")
-            if delivery_id and already_processed(runtime, name, delivery_id):
-                confirm(runtime, name, delivery_id)
+            if not delivery_id:
+                return function(CallOutcome.from_dict(outcome))
+            # Copies of one delivery can be queued at once (the outbox published it again while
+            # the broker still held or restored the first): one runs, under a lease; the others
+            # skip it unconfirmed, and if that one's worker dies the outbox publishes once more.
+            lease = Lease(
+                runtime.redis,
+                runtime.keys.processing(name, delivery_id),
+                ttl_s=runtime.settings.outbox_timeout,
+            )
+            if not lease.take():
                 return None
-            result = function(CallOutcome.from_dict(outcome))
-            if delivery_id:
-                _confirm_with_patience(runtime, name, delivery_id)
+            # Checked under the lease: a copy that finished just before is confirmed by now.
+            if already_processed(runtime, name, delivery_id):
+                confirm(runtime, name, delivery_id)
+                lease.release()
+                return None
+            try:
+                result = function(CallOutcome.from_dict(outcome))
+            except BaseException:
+                lease.release()  # a retry of this task takes it again
+                raise
+            _confirm_with_patience(runtime, name, delivery_id)
+            with contextlib.suppress(Exception):
+                lease.release()  # else it runs out; the delivery is confirmed either way
             return result
 
         run.__doc__ = function.__doc__

@@ -119,6 +119,10 @@ class Keys:
         """String: set once a result task processed a delivery (``@cmvoice.result_task``)."""
         return self._key("processed", task_name, delivery_id)
 
+    def processing(self, task_name: str, delivery_id: str) -> str:
+        """String: a lease held while one copy of a delivery runs (``@cmvoice.result_task``)."""
+        return self._key("processing", task_name, delivery_id)
+
     def callback_secret(self) -> str:
         """String: the generated callback secret, when ``CMVOICE_CALLBACK_SECRET`` is not set."""
         return self._key("callback_secret")

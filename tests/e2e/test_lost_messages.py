@@ -26,7 +26,7 @@ from cmvoice.tasks.results import handle_event
 from cmvoice.worker import app
 from tests.support.broker import purge, queue_length
 from tests.support.callbacks import cm_callback
-from tests.support.result_tasks import received_outcomes
+from tests.support.result_tasks import processings, received_outcomes
 from tests.support.stack import CALLEE, CALLER, TEST_SECRET, Stack, wait_for
 from tests.support.workers import thread_worker
 
@@ -132,3 +132,28 @@ def test_an_outcome_whose_message_was_lost_is_delivered_again_after_the_outbox_t
         ("outbox-1", 10)
     ]
     assert reconcile(runtime).deliveries_again == 0, "confirmed: not published again"
+
+
+def test_two_copies_of_one_outcome_taken_at_once_are_processed_once(stack: Stack) -> None:
+    # Given an outcome published, then published again by the outbox before any worker ran it
+    slow_task = "tests.record_outcome_slowly"
+    runtime = stack.make_runtime(result_tasks=slow_task, outbox_timeout=2.0)
+    placed(runtime, "copies-1")
+    event = {
+        k: v for k, v in cm_callback("copies-1", CALL_ID).items() if k not in ("callee", "caller")
+    }
+    assert handle_event(runtime, event).startswith("outcome 10")
+    time.sleep(2.1)  # past the outbox timeout
+    assert reconcile(runtime).deliveries_again == 1
+    wait_for(lambda: queue_length(runtime.settings.result_queue) == 2, timeout_s=5)
+
+    # When a worker with threads to spare takes both copies at once
+    queues = [*ALL_QUEUES, runtime.settings.result_queue]
+    with thread_worker(app, queues, concurrency=4):
+        wait_for(lambda: runtime.redis.zcard(runtime.keys.outbox()) == 0, timeout_s=10)
+        wait_for(lambda: queue_length(runtime.settings.result_queue) == 0, timeout_s=10)
+        time.sleep(0.7)  # a second run of the function would have ended by now
+
+    # Then the application's function ran once for that outcome
+    assert [o["instruction_id"] for o in received_outcomes()] == ["copies-1"]
+    assert list(processings().values()) == [1]

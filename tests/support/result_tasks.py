@@ -35,6 +35,17 @@ PROCESSED_KEY = "test:processed"
     max_retries=20,
 )
 def record_outcome(outcome: CallOutcome) -> None:
+    keep(outcome)
+
+
+@result_task("tests.record_outcome_slowly")
+def record_outcome_slowly(outcome: CallOutcome) -> None:
+    """The same, taking half a second: long enough for two copies of a delivery to overlap."""
+    time.sleep(0.5)
+    keep(outcome)
+
+
+def keep(outcome: CallOutcome) -> None:
     client = redis.Redis.from_url(get_settings().effective_redis_url)
     pipe = client.pipeline(transaction=True)
     kept = {**outcome.to_dict(), "worker_pid": os.getpid(), "at": time.time()}
