@@ -11,6 +11,7 @@ import re
 import warnings
 from collections.abc import Mapping
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, TypeAlias
 from urllib.parse import urlsplit
 
@@ -95,6 +96,15 @@ def to_cm_name(name: str) -> str:
     return name.replace("_", "-")
 
 
+@lru_cache(maxsize=256)
+def parse_international(text: str) -> phonenumbers.PhoneNumber:
+    """``phonenumbers.parse`` of a number with its + and country code, cached: a campaign's
+    caller is the same on every row, and the calling rules look up the zones and the region of
+    the callee just normalized, each a parse otherwise. Callers must not modify the result."""
+    return phonenumbers.parse(text, None)
+
+
+@lru_cache(maxsize=256)
 def normalize_number(value: str) -> str:
     """Check an international phone number and return it as E.164 (``+31612345678``).
 
@@ -111,7 +121,7 @@ def normalize_number(value: str) -> str:
             "(e.g. +31 6 1234 5678 or 0031 6 1234 5678, not the national form 06 1234 5678)"
         )
     try:
-        parsed = phonenumbers.parse(text, None)
+        parsed = parse_international(text)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"is not a phone number ({exc._msg})") from None
     if not phonenumbers.is_valid_number(parsed):

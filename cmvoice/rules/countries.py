@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import phonenumbers
 
+from cmvoice.instructions import parse_international
 from cmvoice.privacy import quote_value
 
 #: Codes people often write that ISO 3166 spells differently, for a hint in the error.
@@ -51,7 +52,7 @@ def region_of(e164: str) -> str | None:
     Inmarsat, +881/+882/+883 global networks), for which phonenumbers says ``001``.
     """
     try:
-        number = phonenumbers.parse(e164, None)
+        number = parse_international(e164)
     except phonenumbers.NumberParseException:
         return None
     region = phonenumbers.region_code_for_number(number)

@@ -25,6 +25,8 @@ import phonenumbers
 from phonenumbers.timezone import UNKNOWN_TIMEZONE, time_zones_for_number
 from phonenumbers.tzdata import TIMEZONE_DATA
 
+from cmvoice.instructions import parse_international
+
 
 def zones_for_number(e164: str) -> tuple[str, ...]:
     """The IANA zones of an E.164 number, sorted and de-duplicated; ``()`` when none is known.
@@ -33,7 +35,7 @@ def zones_for_number(e164: str) -> tuple[str, ...]:
     calling code (see the module docstring); an unknown calling code or unparsable text ``()``.
     """
     try:
-        number = phonenumbers.parse(e164, None)
+        number = parse_international(e164)
     except phonenumbers.NumberParseException:
         return ()
     zones = set(time_zones_for_number(number))
