@@ -78,6 +78,21 @@ def after_silent_placed() -> Move:
     )
 
 
+def released_again(record: CallRecord | None) -> bool:
+    """A campaign call the pacer released and no dispatch claimed: published again while it is
+    still QUEUED and released; forgotten once settled, gone, or waiting in its backlog again."""
+    return record is not None and record.state is CallState.QUEUED and not record.get("waiting")
+
+
+def next_delivery(message: dict[str, Any]) -> dict[str, Any] | None:
+    """An unconfirmed outcome's outbox message, counted one delivery more; None once it was
+    published MAX_DELIVERIES times (a result task that never confirms is given up on)."""
+    published = int(message.get("published", 1))
+    if published >= MAX_DELIVERIES:
+        return None
+    return {**message, "published": published + 1}
+
+
 def _again(record: CallRecord, reason: str, *, free_slot: bool) -> Move:
     if record.campaign_id:
         return Move(CallState.QUEUED, reason, free_slot=True, park=True)
@@ -213,8 +228,7 @@ class Reconciler:
         # Released by the pacer, never claimed: published again, or forgotten if no longer due.
         again = []
         for iid in released:
-            record = self.ledger.get(iid)
-            if record and record.state is CallState.QUEUED and not record.get("waiting"):
+            if released_again(self.ledger.get(iid)):
                 again.append(iid)
             else:
                 self.runtime.redis.zrem(released_key, iid)
@@ -249,8 +263,8 @@ class Reconciler:
             if stored is None:
                 redis.zrem(outbox, member)
                 continue
-            message = json.loads(stored)
-            if message.get("published", 1) >= MAX_DELIVERIES:
+            message = next_delivery(json.loads(stored))
+            if message is None:
                 logger.error(
                     "outcome delivery %s: not confirmed after %d deliveries; given up",
                     member,
@@ -262,7 +276,6 @@ class Reconciler:
                 pipe.execute()
                 report.deliveries_given_up += 1
                 continue
-            message["published"] = message.get("published", 1) + 1
             pipe = redis.pipeline(transaction=True)
             pipe.zadd(outbox, {member: now + timeout_ms})
             pipe.hset(messages, member, json.dumps(message))

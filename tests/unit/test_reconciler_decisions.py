@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 import pytest
 
 from cmvoice.config import Settings
+from cmvoice.delivery import MAX_DELIVERIES, stored_message
 from cmvoice.ledger import CallRecord, CallState
 from cmvoice.publishing import Lane
 from cmvoice.tasks.maintenance import (
@@ -14,6 +16,8 @@ from cmvoice.tasks.maintenance import (
     after_lost_lease,
     after_silent_placed,
     after_unknown_timeout,
+    next_delivery,
+    released_again,
 )
 
 INSTRUCTION_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -170,3 +174,36 @@ def test_no_move_both_parks_and_publishes_and_none_names_the_number(move: Move) 
     assert not (move.park and move.publish is not None)
     # And its reason, written to the record's last_error, holds no phone number
     assert "612345678" not in move.reason
+
+
+def test_a_released_call_still_queued_is_published_again() -> None:
+    assert released_again(record(CallState.QUEUED, campaign=True))
+
+
+@pytest.mark.parametrize(
+    "state", [CallState.DISPATCHING, CallState.PLACED, CallState.FINISHED, CallState.CANCELLED]
+)
+def test_a_released_call_that_moved_on_is_forgotten(state: CallState) -> None:
+    assert not released_again(record(state, campaign=True))
+
+
+def test_a_released_call_back_in_its_backlog_or_gone_is_forgotten() -> None:
+    waiting = record(CallState.QUEUED, campaign=True)
+    waiting.fields["waiting"] = "calling window"
+    assert not released_again(waiting)
+    assert not released_again(None)
+
+
+def test_an_unconfirmed_delivery_is_published_again_counted_until_given_up() -> None:
+    message = json.loads(stored_message("myapp.done", "cmvoice.results", [{"delivery_id": "d"}]))
+    for expected in range(2, MAX_DELIVERIES + 1):
+        again = next_delivery(message)
+        assert again is not None
+        assert again["published"] == expected
+        assert (again["task"], again["queue"], again["args"]) == (
+            "myapp.done",
+            "cmvoice.results",
+            [{"delivery_id": "d"}],
+        )
+        message = again
+    assert next_delivery(message) is None
