@@ -257,6 +257,29 @@ def test_the_per_number_limit_refuses_one_call_too_many(stack: Stack, worker: An
     assert not again.created
 
 
+def test_the_per_number_limit_counts_interactive_calls_against_a_campaigns_call(
+    stack: Stack, worker: Any, tmp_path: Path
+) -> None:
+    # Given one call allowed per number in 10 minutes, and an interactive call that used it
+    stack.make_runtime(per_number_limit="1/10m")
+    ticket = enqueue({"callee": AMSTERDAM, "caller": CALLER, "prompt": "Hi."}, kind="notification")
+    ledger = get_runtime().ledger
+    wait_for(lambda: ledger.get(ticket.instruction_id).state is CallState.FINISHED)
+
+    # When a campaign has that number and another one
+    cid = campaign(tmp_path, [AMSTERDAM, "+31612345621"])
+    wait_for(lambda: store().progress(cid).active == 0)
+
+    # Then the other one is called; the limited one is refused at dispatch, counted and reported
+    assert placed_callees(stack) == {AMSTERDAM: 1, "+31612345621": 1}
+    assert counts(cid) == {"FINISHED": 1, "FAILED": 1}
+    assert store().progress(cid).to_dict()["refused_by_rule"] == {"per_number_limit": 1}
+    rows = {row["line"]: row for row in report_of(cid)}
+    assert rows["2"]["state"] == "FAILED"
+    assert "refused by rule per_number_limit" in rows["2"]["last_error"]
+    assert rows["3"]["state"] == "FINISHED"
+
+
 def test_an_interactive_call_ignores_the_window_unless_it_asks_to_respect_it(
     stack: Stack, worker: Any
 ) -> None:
