@@ -84,6 +84,15 @@ def campaign_status_table(data: Mapping[str, Any]) -> Table:
     table.add_row("rows", rows)
     if data["rate"]:
         table.add_row("rate limit", str(data["rate"]))
+    window = data.get("window") or "CMVOICE_CALLING_WINDOW"
+    days = data.get("days") or "CMVOICE_CALLING_DAYS"
+    table.add_row("calling window", escape(f"{window} {days}, callee-local"))
+    if data.get("until"):
+        expired = data.get("expired", 0)
+        table.add_row("deadline", escape(f"{data['until']} ({expired:,} expired)"))
+    by_rule = sorted(data.get("refused_by_rule", {}).items())
+    refused = ", ".join(f"{rule} {count:,}" for rule, count in by_rule)
+    table.add_row("refused by rule", escape(refused or "none"))
     states = ", ".join(f"{state} {count:,}" for state, count in sorted(data["states"].items()))
     table.add_row("calls", states or "none yet")
     by_code = sorted(data["result_codes"].items(), key=lambda item: int(item[0]))

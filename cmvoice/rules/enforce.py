@@ -100,7 +100,8 @@ class CallingRules:
         """Check an interactive call against the rules and count it against its number.
 
         Raises:
-            CallNotAllowed: suppressed, country or per-number limit; nothing is counted.
+            CallNotAllowed: suppressed, country or per-number limit; the call is not counted
+                against its number, the refusal is counted by rule.
         """
         known = facts(self.runtime, e164)
         problem = self.country_error(e164)
@@ -118,17 +119,10 @@ class CallingRules:
         )
         verdict = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
         if verdict == SUPPRESSED:
-            raise CallNotAllowed(
-                SUPPRESSED,
-                "the number is on the suppression (opt-out) list",
-                value=mask_number(e164),
-            )
+            raise self.refuse(SUPPRESSED, ON_SUPPRESSION_LIST, e164)
         if verdict == PER_NUMBER_LIMIT:
-            raise CallNotAllowed(
-                PER_NUMBER_LIMIT,
-                f"the number was called {limit} already (CMVOICE_PER_NUMBER_LIMIT)",
-                value=mask_number(e164),
-            )
+            reason = f"the number was called {limit} already (CMVOICE_PER_NUMBER_LIMIT)"
+            raise self.refuse(PER_NUMBER_LIMIT, reason, e164)
         return known
 
     def window_delay_s(self, e164: str, now_ms: int) -> tuple[float, str]:

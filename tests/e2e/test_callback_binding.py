@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import requests
 
 from cmvoice.calls import CallState, Claim
@@ -20,6 +21,9 @@ from tests.support.stack import CALLEE, CALLER, TEST_SECRET, Stack, wait_for
 REAL_CALL_ID = "6d0f176e-00ac-4de2-a04d-b3f7c895adb0"
 OTHER_REAL_CALL_ID = "0e9d2c5b-2a1f-4d7e-8f43-6a5b4c3d2e10"
 MADE_UP_CALL_ID = "11111111-2222-3333-4444-555555555555"
+
+#: The receiver publishes, and the worker takes, through the broker: run on RabbitMQ too.
+pytestmark = pytest.mark.rabbitmq
 
 
 def post_callback(stack: Stack, url_of: str, body: dict[str, Any]) -> requests.Response:
@@ -113,6 +117,38 @@ def test_one_calls_url_cannot_silence_another_calls_callback(stack: Stack, worke
     assert post_callback(stack, "call-d", cm_callback("call-d", OTHER_REAL_CALL_ID, code=10)).ok
     wait_for(lambda: ledger.get("call-d").state is CallState.FINISHED)
     assert ledger.get("call-c").state is CallState.PLACED
+
+
+def unknown(ledger: CallLedger, instruction_id: str) -> None:
+    """An UNKNOWN record (the POST's answer was lost): no call-id yet."""
+    payload = {"callee": CALLEE, "caller": CALLER, "prompt": "Your parcel arrives today."}
+    ledger.create(instruction_id, "notification", payload)
+    claim = ledger.claim(instruction_id, 30, send_now=True)
+    assert isinstance(claim, Claim)
+    ledger.mark_sending(claim, 30)
+    assert ledger.unknown(claim, "read timeout")
+
+
+def test_a_url_that_settles_an_unknown_call_with_anothers_call_id_cannot_silence_that_call(
+    stack: Stack, worker: Any
+) -> None:
+    # Given an UNKNOWN call C (no call-id yet) and a placed call D
+    ledger = get_runtime().ledger
+    unknown(ledger, "call-c")
+    placed(ledger, "call-d", OTHER_REAL_CALL_ID)
+
+    # When C's signed URL is posted with D's real call-id: the first callback settles an
+    # UNKNOWN call, as documented, so it is taken
+    crossed = post_callback(stack, "call-c", cm_callback("call-c", OTHER_REAL_CALL_ID, code=10))
+    assert crossed.status_code == 204
+    wait_for(lambda: ledger.get("call-c").state is CallState.FINISHED)
+
+    # Then D's genuine callback is still D's own, not a duplicate of C's: D finishes
+    genuine = post_callback(stack, "call-d", cm_callback("call-d", OTHER_REAL_CALL_ID, code=10))
+    assert genuine.status_code == 204
+    wait_for(lambda: ledger.get("call-d").state is CallState.FINISHED)
+    assert ledger.get("call-d").call_id == OTHER_REAL_CALL_ID
+    assert rejected(stack, "duplicate") == 0
 
 
 def test_a_callback_for_a_call_cm_refused_cannot_finish_or_redial_it(

@@ -4,6 +4,8 @@ worker and the simulator. For each rule: a call that passes, and one it holds or
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -20,8 +22,9 @@ from cmvoice.errors import CallNotAllowed
 from cmvoice.producer import enqueue
 from cmvoice.rules.suppression import SuppressionList
 from cmvoice.runtime import get_runtime
-from tests.support.campaigns import counts, report_of, store, write_csv
+from tests.support.campaigns import campaign_ids, counts, report_of, store, write_csv
 from tests.support.stack import CALLER, Stack, wait_for
+from tests.support.workers import CMVOICE, worker_env
 
 TEMPLATE = {"caller": CALLER, "prompt": "Your parcel arrives today."}
 #: Numbers whose time zones phonenumbers knows: Amsterdam; New York (212); Idaho's 208 320...
@@ -49,6 +52,19 @@ def campaign(tmp_path: Path, callees: list[str], **options: Any) -> str:
     path = write_csv(tmp_path / "calls.csv", ["callee"], [[c] for c in callees])
     report = start_campaign(get_runtime(), path, "notification", template=TEMPLATE, **options)
     return report.campaign_id
+
+
+def call_status_json(stack: Stack, instruction_id: str) -> Any:
+    """``cmvoice call status --json``, run as an operator runs it."""
+    result = subprocess.run(
+        [CMVOICE, "call", "status", instruction_id, "--json"],
+        env=worker_env(stack.broker),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout)
 
 
 def placed_callees(stack: Stack) -> Counter[str]:
@@ -80,6 +96,11 @@ def test_a_closed_window_holds_campaign_calls_in_the_backlog_and_an_open_one_let
     assert progress.counts == {CallState.QUEUED: 1}
     assert progress.backlog.total == 1
     assert progress.in_flight == 0
+    # and `call status` says what it waits for, and until when; the placed one waits for nothing
+    [held] = campaign_ids(closed_now)
+    assert "closed in Europe/Amsterdam until" in call_status_json(stack, held)["held_by"]
+    [went] = campaign_ids(open_now)
+    assert "held_by" not in call_status_json(stack, went)
 
 
 def test_a_number_in_two_zones_waits_until_the_window_is_open_in_both(
@@ -255,6 +276,29 @@ def test_the_per_number_limit_refuses_one_call_too_many(stack: Stack, worker: An
     # And an enqueue retried with the same id is not a new call, not refused, not counted
     again = enqueue({**call, "instruction-id": tickets[0].instruction_id}, kind="notification")
     assert not again.created
+
+
+def test_the_per_number_limit_counts_interactive_calls_against_a_campaigns_call(
+    stack: Stack, worker: Any, tmp_path: Path
+) -> None:
+    # Given one call allowed per number in 10 minutes, and an interactive call that used it
+    stack.make_runtime(per_number_limit="1/10m")
+    ticket = enqueue({"callee": AMSTERDAM, "caller": CALLER, "prompt": "Hi."}, kind="notification")
+    ledger = get_runtime().ledger
+    wait_for(lambda: ledger.get(ticket.instruction_id).state is CallState.FINISHED)
+
+    # When a campaign has that number and another one
+    cid = campaign(tmp_path, [AMSTERDAM, "+31612345621"])
+    wait_for(lambda: store().progress(cid).active == 0)
+
+    # Then the other one is called; the limited one is refused at dispatch, counted and reported
+    assert placed_callees(stack) == {AMSTERDAM: 1, "+31612345621": 1}
+    assert counts(cid) == {"FINISHED": 1, "FAILED": 1}
+    assert store().progress(cid).to_dict()["refused_by_rule"] == {"per_number_limit": 1}
+    rows = {row["line"]: row for row in report_of(cid)}
+    assert rows["2"]["state"] == "FAILED"
+    assert "refused by rule per_number_limit" in rows["2"]["last_error"]
+    assert rows["3"]["state"] == "FINISHED"
 
 
 def test_an_interactive_call_ignores_the_window_unless_it_asks_to_respect_it(

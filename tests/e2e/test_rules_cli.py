@@ -69,9 +69,9 @@ def test_the_suppression_list_is_kept_from_the_command_line_and_never_shows_a_nu
 def test_campaign_start_takes_a_window_days_and_a_deadline_and_status_shows_them(
     redis_url: str, tmp_path: Path
 ) -> None:
-    # Given a campaign file
+    # Given a campaign file, one of whose numbers is in a country not allowed
     path = tmp_path / "calls.csv"
-    path.write_text("callee\n+31612345620\n+31612345621\n", encoding="utf-8")
+    path.write_text("callee\n+31612345620\n+31612345621\n+32470123456\n", encoding="utf-8")
     template = tmp_path / "template.json"
     template.write_text(json.dumps({"caller": CALLER, "prompt": "Hi."}), encoding="utf-8")
 
@@ -79,7 +79,7 @@ def test_campaign_start_takes_a_window_days_and_a_deadline_and_status_shows_them
     started = cli(
         redis_url, "campaign", "start", str(path), "--kind", "notification",
         "--template", str(template), "--window", "9:00-20:00", "--days", "mon-fri",
-        "--valid-for", "8h", cwd=tmp_path,
+        "--valid-for", "8h", cwd=tmp_path, allowed_countries="NL",
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
     campaign_id = started.stdout.strip()
@@ -91,6 +91,13 @@ def test_campaign_start_takes_a_window_days_and_a_deadline_and_status_shows_them
     assert (status["window"], status["days"]) == ("09:00-20:00", "mon-fri")
     assert status["until"]
     assert status["backlog"] == 2
+    assert status["refused_by_rule"] == {"country": 1}
+    # and so does the table a person reads
+    table = cli(redis_url, "campaign", "status", campaign_id, cwd=tmp_path).stdout
+    rows = [" ".join(line.split()) for line in table.splitlines()]
+    assert "calling window 09:00-20:00 mon-fri, callee-local" in rows
+    assert f"deadline {status['until']} (0 expired)" in rows
+    assert "refused by rule country 1" in rows
 
     # And a window, a deadline or both deadlines that make no sense are refused, naming them
     for bad, said in (

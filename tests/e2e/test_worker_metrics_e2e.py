@@ -23,8 +23,10 @@ from cmvoice.campaigns.enqueue import start_campaign
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.config import Settings
 from cmvoice.embedded_redis import free_port
+from cmvoice.errors import CallNotAllowed
 from cmvoice.producer import enqueue
 from cmvoice.publishing import publish_dispatch
+from cmvoice.rules.suppression import SuppressionList
 from cmvoice.runtime import Runtime, get_runtime
 from cmvoice.worker import app
 from tests.support.stack import CALLEE, CALLER, Stack, wait_for
@@ -32,6 +34,8 @@ from tests.support.workers import WorkerProcess
 
 #: The simulator ends a call to a number ending in 11 with result code 11 (failed).
 FAILING_CALLEE = "+31612345611"
+#: A Belgian mobile number: refused where only Dutch numbers are allowed.
+BELGIAN = "+32470123456"
 #: An API URL other than CM's: the runtime then needs no product token.
 SIMULATOR_API_URL = "http://127.0.0.1:9/voiceapi/v2"
 
@@ -173,6 +177,34 @@ def test_the_gauges_show_a_campaign_backlog_ready_then_paused_and_the_token_brea
     # and the breaker shows while it holds
     assert value(paused, "cmvoice_token_refused") == 0
     assert value(refused, "cmvoice_token_refused") == 1
+
+
+def test_every_refusal_at_enqueue_is_counted_once_by_its_rule(stack: Stack) -> None:
+    # Given one call allowed per number, Dutch numbers only, and a suppressed number
+    stack.make_runtime(per_number_limit="1/10m", allowed_countries="NL")
+    suppressed = "+31612345620"
+    SuppressionList(get_runtime()).add([suppressed])
+    enqueue(notification())
+    server = metrics.serve("127.0.0.1", free_port(), metrics.WorkerMetrics(get_runtime))
+
+    # When enqueue() refuses the suppressed number, the limited one twice and a Belgian one
+    refusals = [notification(suppressed), notification(), notification(), notification(BELGIAN)]
+    rules = []
+    for call in refusals:
+        with pytest.raises(CallNotAllowed) as refused:
+            enqueue(call)
+        rules.append(refused.value.rule)
+    try:
+        samples = scrape(server.url)
+    finally:
+        server.close()
+
+    # Then each refusal is counted once, under the rule it named
+    assert rules == ["suppressed", "per_number_limit", "per_number_limit", "country"]
+    refused_total = "cmvoice_calls_refused_total"
+    counted = {rule: value(samples, refused_total, rule=rule) for rule in set(rules)}
+    assert counted == {"suppressed": 1, "per_number_limit": 2, "country": 1}
+    assert total(samples, refused_total) == len(refusals)
 
 
 def test_a_scrape_while_redis_is_unreachable_still_serves_the_counters() -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
+import pytest
+from cryptography.fernet import Fernet
+
 from cmvoice.config import Settings
-from cmvoice.dev.plan import DevOptions, DevPlan
+from cmvoice.dev.plan import ENCRYPTION_KEY_FILE, DevOptions, DevPlan
 from cmvoice.messages import ALL_QUEUES
 
 #: A result queue of its own, as an application's result tasks get.
@@ -76,3 +80,29 @@ def test_the_demo_worker_imports_the_demo_and_consumes_the_result_queue(tmp_path
         "myapp.calls.record_outcome",
         "cmvoice.dev.demo.record_outcome",
     ]
+
+
+def test_dev_keeps_its_encryption_key_readable_by_its_owner_only_and_reuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given no encryption key configured
+    monkeypatch.delenv("CMVOICE_ENCRYPTION_KEY", raising=False)
+    settings = Settings(_env_file=None)
+    assert settings.encryption_key is None
+
+    # When dev plans a first run, then a second one on the same data directory
+    first = DevPlan(settings, DevOptions(data_dir=tmp_path))
+    second = DevPlan(settings, DevOptions(data_dir=tmp_path))
+
+    # Then the first wrote a Fernet key to a file only its owner may read or write
+    key_file = tmp_path / ENCRYPTION_KEY_FILE
+    assert first.encryption_key_file == second.encryption_key_file == key_file.resolve()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert first.settings.encryption_key is not None
+    key = first.settings.encryption_key.get_secret_value()
+    assert key_file.read_text(encoding="ascii").strip() == key
+    Fernet(key.encode())
+    # and the second uses the same key, so what the first encrypted stays readable
+    assert second.settings.encryption_key is not None
+    assert second.settings.encryption_key.get_secret_value() == key
+    assert second.shared_env(callback_secret="s")["CMVOICE_ENCRYPTION_KEY"] == key

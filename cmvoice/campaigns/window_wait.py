@@ -1,0 +1,42 @@
+"""Why a campaign call waits for its calling window, for `cmvoice call status`.
+
+The pacer holds back a whole time-zone group of a campaign's backlog while its window is closed
+(campaigns/plan.py, ``open_groups``) and writes nothing to the calls themselves: with thousands
+of calls in a group that would cost a write each, every time a window opens or closes. So the
+reason is worked out when someone asks, from what the pacer reads: the call's zone group and
+the campaign's window and days (or the deployment's).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cmvoice.calls import CallRecord, CallState
+from cmvoice.campaigns.model import ANY_ZONE
+from cmvoice.replies import as_text
+from cmvoice.rules.windows import CallingPolicy, describe_wait
+from cmvoice.runtime import Runtime
+
+
+def window_wait(runtime: Runtime, record: CallRecord) -> str:
+    """Why a queued campaign call waits for its calling window to open (as ``held_by`` says
+    it of an interactive call: ``window 09:00-20:00 mon-fri closed in Europe/Amsterdam until
+    ...``), or ``""`` when it is not a queued campaign call or its window is open now."""
+    campaign_id = record.campaign_id
+    group = record.get("zone_group")
+    if record.state is not CallState.QUEUED or not campaign_id or group in ("", ANY_ZONE):
+        return ""
+    pipe = runtime.redis.pipeline(transaction=False)
+    pipe.hmget(runtime.keys.campaign(campaign_id), "window", "days")
+    pipe.time()
+    (window, days), (seconds, micros) = pipe.execute()
+    settings = runtime.settings
+    policy = CallingPolicy.parse(
+        as_text(window or b"") or settings.calling_window,
+        as_text(days or b"") or settings.calling_days,
+    )
+    zones = tuple(group.split("|"))
+    now = datetime.fromtimestamp(int(seconds) + int(micros) / 1_000_000, tz=UTC)
+    if policy.always_open or policy.is_open(zones, now):
+        return ""
+    return describe_wait(policy, zones, now)
