@@ -15,10 +15,11 @@ from cmvoice.api.auth import require_api_key
 from cmvoice.api.problems import ApiProblem, error_responses, problem, read_body, request_errors
 from cmvoice.bounded_json import JsonLimitExceeded, loads_bounded
 from cmvoice.calls import CallRecord
+from cmvoice.campaigns.window_wait import describe_attempt
 from cmvoice.errors import CallNotAllowed, FieldError, InvalidInstruction
 from cmvoice.producer import Ticket, enqueue
 from cmvoice.records import OUTCOME_FIELDS as RECORD_OUTCOME_FIELDS
-from cmvoice.records import attempt_chain, describe_record
+from cmvoice.records import attempt_chain
 from cmvoice.runtime import Runtime
 
 #: Largest JSON body accepted; CM's longest instruction is a few kilobytes.
@@ -106,11 +107,12 @@ def calls_router(runtime_factory: Callable[[], Runtime]) -> APIRouter:
     )
     def call_status(instruction_id: str) -> CallStatus:
         """Numbers masked, never an OTP code."""
-        ledger = runtime_factory().ledger
-        record = ledger.get(instruction_id)
+        runtime = runtime_factory()
+        record = runtime.ledger.get(instruction_id)
         if record is None:
             raise problem(404, "instruction_id", "no such call (unknown, or expired)", "")
-        return _status(record, attempt_chain(ledger, instruction_id))
+        chain = attempt_chain(runtime.ledger, instruction_id) or [record]  # [] if just expired
+        return _status(record, [describe_attempt(runtime, attempt) for attempt in chain], chain)
 
     return router
 
@@ -149,9 +151,9 @@ def _enqueue(call: CallRequest, runtime: Runtime) -> Ticket:
         raise problem(422, f"instruction.{exc.field}", rule, exc.value) from None
 
 
-def _status(record: CallRecord, chain: list[CallRecord]) -> CallStatus:
-    chain = chain or [record]  # empty only when the record expired meanwhile
-    attempts = [describe_record(attempt) for attempt in chain]
+def _status(
+    record: CallRecord, attempts: list[dict[str, Any]], chain: list[CallRecord]
+) -> CallStatus:
     last = attempts[-1]
     ended = chain[-1].state.is_terminal
     return CallStatus(

@@ -1,4 +1,4 @@
-"""Why a campaign call waits for its calling window, for `cmvoice call status`.
+"""Why a campaign call waits for its calling window, for `call status` and ``GET /v1/calls``.
 
 The pacer holds back a whole time-zone group of a campaign's backlog while its window is closed
 (campaigns/plan.py, ``open_groups``) and writes nothing to the calls themselves: with thousands
@@ -10,9 +10,11 @@ the campaign's window and days (or the deployment's).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from cmvoice.calls import CallRecord, CallState
 from cmvoice.campaigns.model import ANY_ZONE
+from cmvoice.records import describe_record
 from cmvoice.replies import as_text
 from cmvoice.rules.windows import CallingPolicy, describe_wait
 from cmvoice.runtime import Runtime
@@ -40,3 +42,11 @@ def window_wait(runtime: Runtime, record: CallRecord) -> str:
     if policy.always_open or policy.is_open(zones, now):
         return ""
     return describe_wait(policy, zones, now)
+
+
+def describe_attempt(runtime: Runtime, record: CallRecord) -> dict[str, Any]:
+    """``describe_record``, with ``held_by`` also for a campaign call its window holds back."""
+    view = describe_record(record)
+    if "held_by" not in view and (why := window_wait(runtime, record)):
+        view["held_by"] = why
+    return view

@@ -183,27 +183,20 @@ def call_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a call's ledger record and all its attempts (numbers masked, never the OTP code)."""
-    from cmvoice.calls import CallRecord
-    from cmvoice.campaigns.window_wait import window_wait
-    from cmvoice.records import attempt_chain, describe_record
+    from cmvoice.campaigns.window_wait import describe_attempt
+    from cmvoice.records import attempt_chain
     from cmvoice.runtime import get_runtime
 
     runtime = get_runtime()
     ledger = runtime.ledger
-
-    def describe(record: CallRecord) -> dict[str, Any]:
-        view = describe_record(record)
-        if "held_by" not in view and (why := window_wait(runtime, record)):
-            # A campaign call its pacer holds back for its window: written to no record.
-            view["held_by"] = why
-        return view
-
     record = ledger.get(instruction_id)
     if record is None:
         err_console.print(f"no call {instruction_id} in the ledger (unknown, or expired)")
         raise typer.Exit(1)
-    view = describe(record)
-    chain = [describe(attempt) for attempt in attempt_chain(ledger, instruction_id)]
+    view = describe_attempt(runtime, record)
+    chain = [
+        describe_attempt(runtime, attempt) for attempt in attempt_chain(ledger, instruction_id)
+    ]
     if as_json:
         print_json({**view, "attempts": chain})
         return
