@@ -132,6 +132,8 @@ class DispatchLimits:
         interval_s: the gap between two sends at the account's rate.
         slot_limit: calls in progress at most.
         slot_lease_s: how long a slot is held if its call's end never comes.
+        campaign_slot_limit: slots campaign calls hold at most (the rest are kept for
+            interactive calls; 0: no limit of their own).
         max_wait_interactive_s: longest rate wait an interactive call spends in its thread.
         max_wait_campaign_s: the same for a campaign call (the pacer keeps it short).
         number_limit: calls allowed per number within ``number_window_s`` (0: no limit).
@@ -144,6 +146,7 @@ class DispatchLimits:
     interval_s: float
     slot_limit: int
     slot_lease_s: float
+    campaign_slot_limit: int
     max_wait_interactive_s: float
     max_wait_campaign_s: float
     number_limit: int = 0

@@ -151,6 +151,7 @@ class Settings(BaseSettings):
     # Limits
     rate_limit: Annotated[Rate, NoDecode, BeforeValidator(parse_rate)] = Rate(10, 1)
     max_concurrent_calls: int = Field(default=50, ge=1)
+    interactive_slots: int = Field(default=5, ge=0)
     max_rate_wait: Duration = 5.0
     pacer_lead: Duration = Field(default=0.5, gt=0, le=5)
     pacer: bool = True
@@ -248,6 +249,14 @@ class Settings(BaseSettings):
         if self.encryption_key is None:
             return []
         return _split_secret(self.encryption_key.get_secret_value())
+
+    @property
+    def campaign_slot_limit(self) -> int:
+        """The concurrency slots campaign calls may hold at once: all but the ones kept free
+        for interactive calls (``CMVOICE_INTERACTIVE_SLOTS``), so that an OTP call never waits
+        for a campaign call to end; campaigns always keep at least one."""
+        reserved = min(self.interactive_slots, self.max_concurrent_calls - 1)
+        return self.max_concurrent_calls - reserved
 
     @property
     def broker_is_ledger_redis(self) -> bool:

@@ -39,6 +39,13 @@ class Keys:
         """Sorted set: calls holding a concurrency slot, scored by the slot's lease expiry (ms)."""
         return self._key("slots", account)
 
+    def campaign_slots(self, account: str) -> str:
+        """Sorted set: the campaign calls among them, held to the campaigns' share (lease ms).
+
+        Lua scripts name it ``<slots key>:campaign``.
+        """
+        return self._key("slots", account, "campaign")
+
     # -- lanes and the pacer
     def interactive_waiting(self) -> str:
         """List: interactive calls waiting in Redis for a slot or a rate turn, oldest first."""

@@ -175,7 +175,8 @@ class CallLedger:
     ) -> ClaimOutcome:
         """Claim a QUEUED record (or one whose lease expired before it was sent), in one step
         with everything checked before a POST: deadline, refused token, campaign status, a
-        concurrency slot and a rate turn (``limits``; none checked without them).
+        concurrency slot (a campaign call's within the campaigns' share of them) and a rate turn
+        (``limits``; none checked without them).
 
         With ``send_now`` and no rate wait, the record is marked sent at once; otherwise
         ``mark_sending`` does it just before the POST. Returns the Claim; Parked when the call
@@ -187,7 +188,7 @@ class CallLedger:
         if limits is None:
             keys += [self.keys.account("none"), self.keys.slots("none")]
             numbers = [0, 0, 0, 0, 0]
-            rules = [0, 0, 0]
+            campaign_checks = [0, 0, 0, 0]
         else:
             keys += [limits.account_key, limits.slots_key]
             numbers = [
@@ -197,13 +198,14 @@ class CallLedger:
                 limits.slot_limit,
                 int(limits.slot_lease_s * 1000),
             ]
-            rules = [
+            campaign_checks = [
                 limits.number_limit,
                 int(limits.number_window_s * 1000),
                 int(limits.number_cooldown_s * 1000),
+                limits.campaign_slot_limit,
             ]
         args = [*self._base_args(instruction_id), token, int(lease_s * 1000), *numbers]
-        result = self._begin(keys=keys, args=[*args, 1 if send_now else 0, *rules])
+        result = self._begin(keys=keys, args=[*args, 1 if send_now else 0, *campaign_checks])
         outcome = as_text(result[0])
         if outcome == "missing":
             return None

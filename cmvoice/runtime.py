@@ -88,6 +88,7 @@ class Runtime:
             interval_s=settings.rate_limit.interval_s,
             slot_limit=settings.max_concurrent_calls,
             slot_lease_s=settings.slot_lease,
+            campaign_slot_limit=settings.campaign_slot_limit,
             max_wait_interactive_s=settings.max_rate_wait,
             # The pacer releases campaign calls at most its lead ahead of their rate turn; a
             # longer wait means interactive calls took the turns, and the call waits in Redis.

@@ -6,8 +6,9 @@ Redis, a thread in every ``cmvoice worker``) releases them, and the interactive 
 schedule holds (retries, redials) once they are due: the waiting interactive calls first,
 then the campaigns' calls, shared fairly between running campaigns, each within its own rate
 and calling window, never more than ``CMVOICE_PACER_LEAD`` seconds of the account's rate ahead
-of now and never more than the free concurrency slots. See docs/architecture.md, "Pacing",
-for why a lease-held loop and not beat.
+of now and never more than the free concurrency slots (campaign calls never more than their
+share of them: CMVOICE_INTERACTIVE_SLOTS stay free for OTP calls). See docs/architecture.md,
+"Pacing", for why a lease-held loop and not beat.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import logging
 import secrets
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,7 +69,7 @@ class StepReport:
     expired: int = 0
     next_step_s: float = MAX_IDLE_S
     slot_bound: bool = False
-    by_campaign: dict[str, int] = field(default_factory=dict)
+    by_campaign: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,8 @@ class Pacer:
             slot_limit=self.settings.max_concurrent_calls,
             slots_in_use=snapshot["slots"],
             released=snapshot["released"],
+            campaign_slot_limit=self.settings.campaign_slot_limit,
+            campaign_slots_in_use=snapshot["campaign_slots"],
         )
         calls = min(budget.calls, self.max_batch)
         candidates: list[_Candidate] = []
@@ -158,20 +162,27 @@ class Pacer:
             waiting = self.keys.interactive_waiting()
             for raw in self.redis.lrange(waiting, 0, calls - 1):
                 candidates.append(("l", waiting, as_text(raw), Lane.INTERACTIVE, "", ""))
-        if calls > len(candidates) and campaigns:
-            candidates += self._campaign_candidates(campaigns, calls - len(candidates), now_us)
+        # Campaign calls within their share of the slots: the rest stay free for OTP calls.
+        campaign_calls = min(budget.campaign_calls(len(candidates)), calls - len(candidates))
+        if campaign_calls > 0 and campaigns:
+            candidates += self._campaign_candidates(campaigns, campaign_calls, now_us)
         released = set(self._release_calls(candidates)) if candidates else set()
         for _, _, iid, lane, campaign_id, _ in candidates:
-            if iid not in released:
-                continue
-            if lane is Lane.INTERACTIVE:
+            if iid in released and lane is Lane.INTERACTIVE:
                 report.released_interactive += 1
-            else:
+            elif iid in released:
                 report.released_campaign += 1
-                report.by_campaign[campaign_id] = report.by_campaign.get(campaign_id, 0) + 1
-        self._retire_drained(campaigns)
+                report.by_campaign[campaign_id] += 1
+        for pace in campaigns:  # a campaign with nothing left leaves the round
+            keys = [self.keys.active_campaigns(), self.keys.campaign(pace.campaign_id, "groups")]
+            self._srem_if_drained(keys=keys, args=[pace.campaign_id, self.keys.prefix])
         # Waiting for a slot (not the rate): a slot freed by a callback wakes the pacer.
-        report.slot_bound = budget.slot_room <= 0 and bool(snapshot["waiting"] or campaigns)
+        report.slot_bound = budget.slot_bound(
+            interactive=report.released_interactive,
+            campaign=report.released_campaign,
+            interactive_left=snapshot["waiting"] > report.released_interactive,
+            campaigns=bool(campaigns),
+        )
         report.next_step_s = self._next_step_s(budget, campaigns, snapshot, report)
         return report
 
@@ -180,15 +191,18 @@ class Pacer:
         pipe = self.redis.pipeline(transaction=False)
         pipe.time()
         pipe.hget(self.keys.account(account), "tat")
-        pipe.zcard(self.keys.slots(account))
+        # Released calls before slots: a claim in between is counted twice, never missed.
         pipe.zcard(self.keys.released())
+        pipe.zcard(self.keys.slots(account))
+        pipe.zcard(self.keys.campaign_slots(account))
         pipe.llen(self.keys.interactive_waiting())
         pipe.smembers(self.keys.active_campaigns())
-        (seconds, micros), tat, slots, released, waiting, active = pipe.execute()
+        (seconds, micros), tat, released, slots, campaign_slots, waiting, active = pipe.execute()
         return {
             "now_us": int(seconds) * 1_000_000 + int(micros),
             "tat": as_int(tat),
             "slots": int(slots),
+            "campaign_slots": int(campaign_slots),
             "released": int(released),
             "waiting": int(waiting),
             "active": sorted(as_text(campaign_id) for campaign_id in active),
@@ -302,16 +316,6 @@ class Pacer:
                 for lane in Lane:
                     publisher.publish([iid for iid in released if lanes[iid] is lane], lane)
         return released
-
-    def _retire_drained(self, campaigns: list[_CampaignPace]) -> None:
-        for pace in campaigns:
-            self._srem_if_drained(
-                keys=[
-                    self.keys.active_campaigns(),
-                    self.keys.campaign(pace.campaign_id, "groups"),
-                ],
-                args=[pace.campaign_id, self.keys.prefix],
-            )
 
     def _next_step_s(
         self,

@@ -20,10 +20,31 @@ class Budget:
     slot_room: int
     #: Seconds until the rate leaves room for more, when the rate is what binds.
     rate_refill_s: float
+    #: What the campaigns' share of the slots leaves free (None: they have no share of their
+    #: own): the rest are kept for interactive calls.
+    campaign_slot_room: int | None = None
 
     @property
     def calls(self) -> int:
         return max(0, min(self.rate_room, self.slot_room))
+
+    def slot_bound(
+        self, *, interactive: int, campaign: int, interactive_left: bool, campaigns: bool
+    ) -> bool:
+        """Whether the slots, not the rate, hold back what waits once a step released
+        ``interactive`` and ``campaign`` calls (``interactive_left``: calls still in the waiting
+        room; ``campaigns``: campaigns running): the pacer then waits for a slot to be freed."""
+        if self.slot_room - interactive - campaign <= 0 and (interactive_left or campaigns):
+            return True
+        share = self.campaign_slot_room
+        return share is not None and share - campaign <= 0 and campaigns and not interactive_left
+
+    def campaign_calls(self, interactive: int) -> int:
+        """The campaign calls that may go now, after ``interactive`` calls of the same step."""
+        calls = self.calls - interactive
+        if self.campaign_slot_room is not None:
+            calls = min(calls, self.campaign_slot_room)
+        return max(0, calls)
 
 
 def plan_budget(
@@ -35,18 +56,24 @@ def plan_budget(
     slot_limit: int,
     slots_in_use: int,
     released: int,
+    campaign_slot_limit: int | None = None,
+    campaign_slots_in_use: int = 0,
 ) -> Budget:
     """The budget of one step. ``tat_us`` is when the account's next rate turn is free; calls
     released and not yet claimed will each take a turn and a slot when a worker claims them,
-    so they count as taken already. No call is released whose turn starts ``lead_us`` or more
-    ahead of now."""
+    so they count as taken already (of the campaigns' share too: most released calls are
+    campaign calls, and one counted too many only waits for the next step). No call is
+    released whose turn starts ``lead_us`` or more ahead of now."""
     ahead = max(tat_us - now_us, 0)
     rate_room = _turns_within(lead_us, ahead, interval_us) - released
     refill_s = rate_refill_s(
         now_us=now_us, tat_us=tat_us, interval_us=interval_us, lead_us=lead_us, released=released
     )
     slot_room = slot_limit - slots_in_use - released
-    return Budget(int(rate_room), int(slot_room), refill_s)
+    campaign_slot_room = None
+    if campaign_slot_limit is not None:
+        campaign_slot_room = campaign_slot_limit - campaign_slots_in_use - released
+    return Budget(int(rate_room), int(slot_room), refill_s, campaign_slot_room)
 
 
 def campaign_room(*, now_us: int, tat_us: int, interval_us: int, lead_us: int) -> int:

@@ -43,8 +43,10 @@ local function move(prefix, key, id, old, new, score, now, retention_s)
   redis.call('EXPIRE', key, retention_s)
 end
 
--- Give a concurrency slot back; wake the pacer if it waits for one.
+-- Give a concurrency slot back (a campaign call's in the campaigns' share too, see begin.lua);
+-- wake the pacer if it waits for one.
 local function free_slot(prefix, slots_key, id)
+  redis.call('ZREM', slots_key .. ':campaign', id)
   if redis.call('ZREM', slots_key, id) == 1 and redis.call('DEL', prefix .. ':pacer:slot_bound') == 1 then
     redis.call('LPUSH', prefix .. ':pacer:wake', '1')
     redis.call('LTRIM', prefix .. ':pacer:wake', 0, 0)

@@ -8,7 +8,9 @@
 -- ARGV[8] longest rate wait of a campaign call (µs), ARGV[9] slot limit, ARGV[10] slot lease ms,
 -- ARGV[11] '1' to mark the record sent when no wait remains (else mark_sending does it),
 -- ARGV[12] calls allowed per number (campaign calls; 0 = no limit), ARGV[13] its window in ms,
--- ARGV[14] the cooldown of a number between campaigns in ms (0 = none).
+-- ARGV[14] the cooldown of a number between campaigns in ms (0 = none), ARGV[15] the slots
+-- campaign calls may hold (they hold them in KEYS[3]..':campaign' too; the rest are kept free
+-- for interactive calls).
 -- An interval or slot limit of 0 means no such limit. A refusal by a calling rule ends the
 -- call FAILED with `refused_rule` set; the number is known by its keyed hash only.
 -- Returns {'go', wait_us, record...}, {'busy', state}, {'missing'}, {'wait', why}, or {'ended', state}.
@@ -96,14 +98,22 @@ if number then
   end
 end
 
-local limit = tonumber(ARGV[9])
-if limit > 0 and not redis.call('ZSCORE', KEYS[3], id) then
-  if redis.call('ZCARD', KEYS[3]) >= limit then
-    -- Slots whose lease ran out belong to calls whose end never came: take them back first.
-    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-    if redis.call('ZCARD', KEYS[3]) >= limit then return wait('a concurrency slot', now) end
-  end
+-- A slot of the account; a campaign call also one of the campaigns' share, so that the slots
+-- kept for interactive calls are free when one comes. Slots whose lease ran out belong to
+-- calls whose end never came: a full set takes them back first, from both sets at once (a
+-- lapsed slot left in one would keep the pacer from releasing into the other).
+local campaign_slots = KEYS[3] .. ':campaign'
+local function full(slots_key, slot_limit)
+  if slot_limit <= 0 or redis.call('ZSCORE', slots_key, id) then return false end
+  if redis.call('ZCARD', slots_key) < slot_limit then return false end
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', campaign_slots, '-inf', now)
+  return redis.call('ZCARD', slots_key) >= slot_limit
 end
+local limit = tonumber(ARGV[9])
+local campaign_limit = campaign and tonumber(ARGV[15]) or 0
+if full(KEYS[3], limit) then return wait('a concurrency slot', now) end
+if full(campaign_slots, campaign_limit) then return wait('a concurrency slot for campaigns', now) end
 
 -- Rate turns. Campaign calls take the account's next turn (`tat`); the pacer released them at
 -- most its lead ahead of it. An interactive call takes the next turn of the interactive
@@ -122,6 +132,7 @@ if interval > 0 then
   if not campaign then redis.call('HSET', KEYS[2], 'tat_i', string.format('%d', turn + interval)) end
 end
 if limit > 0 then redis.call('ZADD', KEYS[3], now + tonumber(ARGV[10]), id) end
+if campaign_limit > 0 then redis.call('ZADD', campaign_slots, now + tonumber(ARGV[10]), id) end
 if number_calls then
   redis.call('ZADD', number_calls, now, id)
   redis.call('PEXPIRE', number_calls, tonumber(ARGV[13]))

@@ -100,6 +100,49 @@ def test_interactive_calls_enqueued_mid_campaign_are_placed_while_its_backlog_st
     assert per_id == dict.fromkeys([*campaign_ids(cid), *interactive], 1)
 
 
+def test_campaigns_leave_the_interactive_slots_free_so_an_otp_call_need_not_wait_for_one(
+    stack: Stack, worker: Any, tmp_path: Path
+) -> None:
+    # Given 4 concurrency slots, one of them kept for interactive calls, and a CM that sends no
+    # callbacks: a placed call keeps its slot
+    runtime = stack.make_runtime(
+        max_concurrent_calls=4, interactive_slots=1, calling_window=ALL_DAY
+    )
+    stack.faults(drop_callbacks=1.0)
+    redis, keys = runtime.redis, runtime.keys
+
+    # When a 10-row campaign runs until the pacer waits for a slot, none of its calls released
+    # and unclaimed or being dispatched
+    cid = campaign_of(tmp_path, many_callees(10)).campaign_id
+
+    def waits_for_a_slot() -> bool:
+        settled = "DISPATCHING" not in counts(cid) and not redis.zcard(keys.released())
+        return settled and bool(redis.get(keys.pacer_slot_bound()))
+
+    wait_for(waits_for_a_slot)
+
+    # Then the campaign holds 3 slots, not 4: the rest of it waits in its backlog
+    assert counts(cid) == {"PLACED": 3, "QUEUED": 7}
+    assert redis.zcard(keys.campaign_slots(runtime.account)) == 3
+
+    # When an OTP call is enqueued
+    otp = {"callee": INTERACTIVE_CALLEES[0], "caller": CALLER, "code": "1234"}
+    ticket = enqueue(otp, kind="otp")
+
+    # Then it is placed in the slot kept free, not parked to wait for a campaign call's end
+    def state() -> CallState | None:
+        record = runtime.ledger.get(ticket.instruction_id)
+        return record.state if record else None
+
+    assert wait_for(lambda: state() is CallState.PLACED)
+    assert redis.zcard(keys.slots(runtime.account)) == 4
+    assert redis.llen(keys.interactive_waiting()) == 0
+    assert counts(cid) == {"PLACED": 3, "QUEUED": 7}
+    per_id = stack.sim("GET", "/calls")["per-instruction-id"]
+    assert per_id[ticket.instruction_id] == 1
+    assert list(per_id.values()) == [1, 1, 1, 1]
+
+
 def test_two_campaigns_started_together_share_the_account_rate_fairly(
     stack: Stack, worker: Any, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import replace
 
 import redis
 
@@ -23,6 +24,7 @@ def limits(
         interval_s=interval_s,
         slot_limit=slots,
         slot_lease_s=slot_lease_s,
+        campaign_slot_limit=slots,
         max_wait_interactive_s=max_wait_s,
         max_wait_campaign_s=max_wait_s,
     )
@@ -107,6 +109,50 @@ def test_an_expired_slot_lease_frees_the_slot(redis_url: str) -> None:
     time.sleep(0.03)
 
     assert isinstance(ledger.claim("next", 30, limits=one_slot), Claim)
+
+
+def test_campaign_calls_hold_only_their_share_and_give_it_back_with_the_slot(
+    redis_url: str,
+) -> None:
+    # Given 3 slots of which campaign calls may hold 1, and three campaign calls and an
+    # interactive one
+    ledger = ledger_with(redis_url, "otp")
+    for iid in ("c1", "c2", "c3"):
+        ledger.create(iid, "notification", PAYLOAD, campaign_id="camp")
+    shared = replace(limits(0.001, slots=3), campaign_slot_limit=1)
+    slots = ConcurrencyLimiter(ledger.redis, "t:slots")
+
+    # When the first campaign call takes the campaigns' slot
+    assert isinstance(ledger.claim("c1", 30, limits=shared), Claim)
+
+    # Then the second waits for one, though the account has two free: they are kept for
+    # interactive calls, and one of those takes one
+    assert ledger.claim("c2", 30, limits=shared) == Parked("a concurrency slot for campaigns")
+    assert isinstance(ledger.claim("otp", 30, limits=shared), Claim)
+    assert slots.in_use() == 2
+    assert ledger.redis.zrange("t:slots:campaign", 0, -1) == [b"c1"]
+
+    # When the campaign call's slot is given back, the campaigns' one is free again
+    slots.release("c1")
+    assert ledger.redis.zcard("t:slots:campaign") == 0
+    assert isinstance(ledger.claim("c3", 30, limits=shared), Claim)
+
+
+def test_a_lapsed_campaign_slot_is_taken_back_with_the_accounts(redis_url: str) -> None:
+    # Given one slot, taken by a campaign call whose end never came
+    ledger = ledger_with(redis_url, "otp")
+    ledger.create("crashed", "notification", PAYLOAD, campaign_id="camp")
+    lapsing = replace(limits(0.001, slots=1, slot_lease_s=0.01), campaign_slot_limit=1)
+    assert isinstance(ledger.claim("crashed", 30, limits=lapsing), Claim)
+    time.sleep(0.03)
+
+    # When an interactive call finds the slots full, and takes the lapsed one back
+    assert isinstance(ledger.claim("otp", 30, limits=replace(lapsing, slot_lease_s=60)), Claim)
+
+    # Then the campaigns' share has it back too: the pacer, which counts what that set holds,
+    # does not wait for a slot no call holds
+    assert ledger.redis.zrange("t:slots", 0, -1) == [b"otp"]
+    assert ledger.redis.zcard("t:slots:campaign") == 0
 
 
 def test_the_account_key_does_not_reveal_the_token() -> None:

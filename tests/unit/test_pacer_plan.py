@@ -144,6 +144,82 @@ def test_an_account_rate_slower_than_one_call_per_lead_still_releases_each_turn(
     assert budget.rate_room == rate_room
 
 
+def test_campaign_calls_keep_to_their_share_of_the_slots() -> None:
+    # Given 50 slots of which campaigns may hold 45, 44 of them held by campaign calls, 47 in
+    # all, an idle rate (5 turns within the lead) and nothing released
+    budget = plan_budget(
+        now_us=NOW_US,
+        tat_us=NOW_US,
+        interval_us=INTERVAL_US,
+        lead_us=LEAD_US,
+        slot_limit=50,
+        slots_in_use=47,
+        released=0,
+        campaign_slot_limit=45,
+        campaign_slots_in_use=44,
+    )
+
+    # When / Then: 3 calls may go, of which one campaign call (its share's last slot); the
+    # slots kept free go to interactive calls, which come first
+    assert budget.calls == 3
+    assert budget.campaign_slot_room == 1
+    assert budget.campaign_calls(interactive=0) == 1
+    assert budget.campaign_calls(interactive=2) == 1
+    assert budget.campaign_calls(interactive=3) == 0
+    # The pacer waits for a slot once it released that campaign call, unless an interactive
+    # call still waits (the rate, not the slots, holds it back then)
+    assert budget.slot_bound(interactive=0, campaign=1, interactive_left=False, campaigns=True)
+    assert not budget.slot_bound(interactive=0, campaign=1, interactive_left=True, campaigns=True)
+    assert not budget.slot_bound(interactive=0, campaign=0, interactive_left=False, campaigns=True)
+
+    # And released calls not yet claimed take from the share too
+    released = plan_budget(
+        now_us=NOW_US,
+        tat_us=NOW_US,
+        interval_us=INTERVAL_US,
+        lead_us=LEAD_US,
+        slot_limit=50,
+        slots_in_use=40,
+        released=2,
+        campaign_slot_limit=45,
+        campaign_slots_in_use=44,
+    )
+    assert released.calls == 3
+    assert released.campaign_calls(interactive=0) == 0
+
+
+@pytest.mark.parametrize(
+    ("slot_room", "interactive", "campaign", "interactive_left", "campaigns", "bound"),
+    [
+        # this step's releases took the last free slots, and calls still wait
+        (3, 1, 2, False, True, True),
+        (3, 3, 0, True, False, True),
+        # a slot is still free: the rate, not the slots, held the rest back
+        (3, 1, 1, False, True, False),
+        # nothing waits any more
+        (0, 0, 0, False, False, False),
+    ],
+)
+def test_the_pacer_waits_for_a_slot_when_this_steps_releases_took_the_last_ones(
+    slot_room: int,
+    interactive: int,
+    campaign: int,
+    interactive_left: bool,
+    campaigns: bool,
+    bound: bool,
+) -> None:
+    budget = Budget(rate_room=5, slot_room=slot_room, rate_refill_s=0.0)
+    assert (
+        budget.slot_bound(
+            interactive=interactive,
+            campaign=campaign,
+            interactive_left=interactive_left,
+            campaigns=campaigns,
+        )
+        is bound
+    )
+
+
 # --- campaign_room ----------------------------------------------------------------------------
 
 

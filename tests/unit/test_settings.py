@@ -178,6 +178,41 @@ def test_without_a_per_number_limit_set_it_is_5_an_hour(environment: pytest.Monk
     assert load_settings().per_number_limit == Rate(5, 3600)
 
 
+# --- concurrency slots kept for interactive calls ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("max_calls", "interactive", "campaign_limit"),
+    [
+        (50, 5, 45),
+        (4, 1, 3),
+        # none kept: campaigns may take every slot
+        (50, 0, 50),
+        # more kept than there are slots: the campaigns keep one
+        (4, 4, 1),
+        (3, 10, 1),
+        (1, 5, 1),
+    ],
+)
+def test_campaigns_leave_the_interactive_slots_free_but_keep_one(
+    environment: pytest.MonkeyPatch, max_calls: int, interactive: int, campaign_limit: int
+) -> None:
+    # Given the account's slots and the ones kept for interactive calls
+    environment.setenv("CMVOICE_MAX_CONCURRENT_CALLS", str(max_calls))
+    environment.setenv("CMVOICE_INTERACTIVE_SLOTS", str(interactive))
+
+    # When / Then: campaigns may hold the rest, and never fewer than one
+    assert load_settings().campaign_slot_limit == campaign_limit
+
+
+def test_five_slots_are_kept_for_interactive_calls_unless_set(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    assert settings.interactive_slots == 5
+    assert settings.campaign_slot_limit == settings.max_concurrent_calls - 5
+
+
 # --- calling rules from the environment -------------------------------------------------------
 
 
