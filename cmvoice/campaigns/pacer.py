@@ -17,6 +17,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -193,8 +194,11 @@ class Pacer:
         pipe.hget(self.keys.account(account), "tat")
         # Released calls before slots: a claim in between is counted twice, never missed.
         pipe.zcard(self.keys.released())
-        pipe.zcard(self.keys.slots(account))
-        pipe.zcard(self.keys.campaign_slots(account))
+        # Slots whose lease ran out (a callback CM never sent) are free: a claim clears them.
+        # By this host's clock: a skew only moves when a slot 15 minutes old counts as free.
+        leased = (int(time.time() * 1000), "+inf")
+        pipe.zcount(self.keys.slots(account), *leased)
+        pipe.zcount(self.keys.campaign_slots(account), *leased)
         pipe.llen(self.keys.interactive_waiting())
         pipe.smembers(self.keys.active_campaigns())
         (seconds, micros), tat, released, slots, campaign_slots, waiting, active = pipe.execute()

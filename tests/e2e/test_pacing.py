@@ -143,6 +143,27 @@ def test_campaigns_leave_the_interactive_slots_free_so_an_otp_call_need_not_wait
     assert list(per_id.values()) == [1, 1, 1, 1]
 
 
+def test_slots_whose_lease_ran_out_do_not_stop_the_pacer(
+    stack: Stack, worker: Any, tmp_path: Path
+) -> None:
+    # Given every slot taken by calls whose lease ran out (CM never sent their callbacks)
+    runtime = stack.make_runtime(
+        max_concurrent_calls=4, interactive_slots=0, calling_window=ALL_DAY
+    )
+    redis, keys = runtime.redis, runtime.keys
+    ran_out = {f"lost-{n}": int(time.time() * 1000) - 1000 for n in range(4)}
+    redis.zadd(keys.slots(runtime.account), ran_out)
+    redis.zadd(keys.campaign_slots(runtime.account), ran_out)
+
+    # When a campaign starts
+    cid = campaign_of(tmp_path, many_callees(2)).campaign_id
+
+    # Then the pacer counts those slots as free: both calls are placed and finish, and the
+    # claims cleared the slots that ran out
+    assert wait_for(lambda: finished(cid, 2))
+    assert not any(redis.zscore(keys.slots(runtime.account), member) for member in ran_out)
+
+
 def test_two_campaigns_started_together_share_the_account_rate_fairly(
     stack: Stack, worker: Any, tmp_path: Path
 ) -> None:
