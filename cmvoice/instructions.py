@@ -192,9 +192,6 @@ class _WireModel(BaseModel):
         hide_input_in_errors=True,
         use_enum_values=False,
         strict=False,
-        # Each model's validator is built on its first use, not at import: `cmvoice send`
-        # builds one kind's, and a web app importing the contract pays for none up front.
-        defer_build=True,
     )
 
 

@@ -83,22 +83,3 @@ def test_the_metrics_module_loads_prometheus_only_when_a_metric_is_counted() -> 
     # Then importing it costs nothing of Prometheus, Redis or Celery; counting loads Prometheus
     assert imported == []
     assert counted == ["prometheus_client"]
-
-
-def test_an_instruction_kind_builds_its_validator_only_when_used() -> None:
-    # Given a fresh interpreter
-    # When one notification is parsed (as `cmvoice send notification` does)
-    code = (
-        "from cmvoice import instructions as i\n"
-        "before = [m.__pydantic_complete__ for m in i.MODELS.values()]\n"
-        "i.parse_instruction('notification', "
-        "{'callee': '+31612345678', 'caller': '+31761234567', 'prompt': 'Hi'})\n"
-        "print(before, {k: m.__pydantic_complete__ for k, m in i.MODELS.items()})\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-
-    # Then no kind's validator was built at import, and only the notification's since
-    expected = "[False, False, False] {'notification': True, 'otp': False, 'dtmf': False}"
-    assert result.stdout.strip() == expected
