@@ -28,6 +28,7 @@ from typing import Any
 import redis
 
 from cmvoice.embedded_redis import EmbeddedRedis
+from cmvoice.keyspace import Keys
 
 CALLER = "+31761234567"
 #: Commands per raw pipeline execution: the same batch size as the campaign's.
@@ -98,7 +99,7 @@ def run_child(path: Path, redis_url: str, profile: bool) -> dict[str, Any]:
 
 def sample_record(client: redis.Redis) -> dict[bytes, bytes]:
     """The fields of one call record the campaign wrote."""
-    for key in client.scan_iter(match="cmvoice:call:*", count=1000):
+    for key in client.scan_iter(match=Keys().call("*"), count=1000):
         if client.type(key) == b"hash":
             return client.hgetall(key)  # type: ignore[return-value]
     raise RuntimeError("the campaign wrote no call record")

@@ -22,6 +22,7 @@ import requests
 from bench.processes import CMVOICE, BenchStack, bench_stack
 from cmvoice.calls import CallState
 from cmvoice.config import Settings, parse_rate
+from cmvoice.keyspace import Keys
 from cmvoice.messages import INTERACTIVE_QUEUE
 from cmvoice.runtime import Runtime, set_runtime
 
@@ -69,7 +70,7 @@ def run_one(bench: BenchStack, sim: str, limit: str, workers: int, seconds: floa
     requests.post(sim + "/_sim/reset", timeout=10)
     requests.post(sim + "/_sim/faults", json={"drop-callbacks": 1.0}, timeout=10)
     client = redis.Redis.from_url(bench.redis.url)
-    for key in client.scan_iter("cmvoice:*"):
+    for key in client.scan_iter(f"{Keys().prefix}:*"):
         client.delete(key)
     client.delete(INTERACTIVE_QUEUE)
     rate = parse_rate(limit)

@@ -18,7 +18,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from cmvoice._version import __version__
-from cmvoice.config import DEFAULT_API_URL
+from cmvoice.config import DEFAULT_API_URL, PRODUCT_TOKEN_SHAPE
 from cmvoice.errors import (
     AuthenticationFailed,
     CmThrottled,
@@ -44,7 +44,6 @@ DEFAULT_POOL_SIZE = 64
 #: Characters of CM's error body kept in an exception.
 MAX_BODY_CHARS = 500
 
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DELAY_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 #: What a repr or an exception text shows instead of the product token.
 HIDDEN = "********"
@@ -67,7 +66,7 @@ class VoiceApiClient:
         timeout: float | tuple[float, float] = (DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S),
         session: requests.Session | None = None,
     ) -> None:
-        if not isinstance(product_token, str) or not _GUID.fullmatch(product_token):
+        if not isinstance(product_token, str) or not PRODUCT_TOKEN_SHAPE.fullmatch(product_token):
             raise ValueError(
                 "product_token: must be a GUID such as 00000000-0000-0000-0000-000000000000 "
                 "(value hidden)"

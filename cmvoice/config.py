@@ -194,7 +194,7 @@ class Settings(BaseSettings):
     @field_validator("product_token")
     @classmethod
     def _token_is_a_guid(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not _GUID.fullmatch(value.get_secret_value()):
+        if value is not None and not PRODUCT_TOKEN_SHAPE.fullmatch(value.get_secret_value()):
             raise ValueError("must be a GUID such as 00000000-0000-0000-0000-000000000000")
         return value
 
@@ -290,7 +290,10 @@ class Settings(BaseSettings):
         )
 
 
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+#: The shape of a CM product token (a GUID), checked here and by VoiceApiClient.
+PRODUCT_TOKEN_SHAPE = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 
 def _setting_variable(error: ErrorDetails) -> str:

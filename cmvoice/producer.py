@@ -102,7 +102,8 @@ def enqueue(
     """
     runtime = runtime or get_runtime()
     instruction_id, model = prepare(instruction, kind=kind)
-    with broker_boundary(runtime.settings.effective_broker_url):
+    settings = runtime.settings
+    with broker_boundary(settings.effective_redis_url, settings.effective_broker_url):
         return _enqueue(runtime, instruction_id, model, respect_window, expires_in)
 
 

@@ -1,57 +1,37 @@
 """``campaign start``: stream a file into the ledger and the campaign's backlog, batch by batch.
 
-Each batch is validated in memory, checked for duplicate callees (one round trip), committed
-in one MULTI/EXEC (records, the backlog, the campaign's indexes, counters and the checkpoint:
-all or nothing), then its errors are appended to the errors file. Nothing is published: the
-pacer releases the backlog as the account's rate and slots allow. A run stopped anywhere
-leaves a campaign that ``--resume`` continues after its checkpoint, with the same instruction
-id for each row, so no row is ever enqueued twice.
+Each batch is sorted (batches.py: validated in memory, the suppression list and duplicate
+callees checked in a round trip each), committed in one MULTI/EXEC (records, the backlog, the
+campaign's indexes, counters and the checkpoint: all or nothing), then its errors are appended
+to the errors file. Nothing is published: the pacer releases the backlog as the account's rate
+and slots allow. A run stopped anywhere leaves a campaign that ``--resume`` continues after its
+checkpoint, with the same instruction id for each row, so no row is ever enqueued twice.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import itertools
 import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from cmvoice.calls import CallState
+from cmvoice.campaigns.batches import Batch, BatchSorter
 from cmvoice.campaigns.errors_file import ErrorsFile
 from cmvoice.campaigns.guards import EnqueueGuards
-from cmvoice.campaigns.model import (
-    ANY_ZONE,
-    Campaign,
-    CampaignStatus,
-    EnqueueState,
-    RowOutcome,
-    instruction_id_for,
-)
+from cmvoice.campaigns.model import ANY_ZONE, Campaign, CampaignStatus, EnqueueState
 from cmvoice.campaigns.plan import campaign_policy
-from cmvoice.campaigns.rows import RowReader, RowValidator, SourceRow, fingerprint
+from cmvoice.campaigns.rows import RowReader, fingerprint
 from cmvoice.campaigns.store import CampaignStore
-from cmvoice.errors import CampaignError, FieldError, InvalidInstruction
+from cmvoice.errors import CampaignError
 from cmvoice.lease import Lease
-from cmvoice.privacy import mask_number
-from cmvoice.rules.enforce import (
-    COUNTRY,
-    NO_ZONE,
-    ON_SUPPRESSION_LIST,
-    SUPPRESSED,
-    WINDOW,
-    CallingRules,
-    NumberFacts,
-    facts,
-    number_hash,
-)
 from cmvoice.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -98,24 +78,6 @@ class _Run:
     stopped_because: str = ""
 
 
-@dataclass
-class _Batch:
-    """A batch's rows sorted into calls to enqueue and rows to report."""
-
-    rows_read: int = 0
-    invalid: int = 0
-    duplicates: int = 0
-    #: Rows a calling rule refused, by rule.
-    refused: dict[str, int] = field(default_factory=dict)
-    #: (line, instruction id, payload, what the rules know of its number) of each call.
-    calls: list[tuple[int, str, dict[str, Any], NumberFacts]] = field(default_factory=list)
-    rejected: list[tuple[int, FieldError, RowOutcome]] = field(default_factory=list)
-
-    def refuse(self, line: int, rule: str, error: FieldError) -> None:
-        self.refused[rule] = self.refused.get(rule, 0) + 1
-        self.rejected.append((line, error, RowOutcome.REFUSED))
-
-
 class CampaignEnqueuer:
     """Streams a campaign's file into the ledger and the dispatch queue, batch by batch.
 
@@ -146,16 +108,11 @@ class CampaignEnqueuer:
                 f"({campaign.file}), or it changed since; resuming it could skip or repeat rows"
             )
         self.size_bytes = self.path.stat().st_size
-        self.validator = RowValidator(campaign.kind, campaign.template)
-        self._salt = bytes.fromhex(campaign.salt)
         self.guards = EnqueueGuards(store)
-        self.rules = CallingRules(store.runtime)
         # The backlog groups calls by time zones only when a calling window applies to the
         # campaign (it does, unless its window is every hour of every day).
         self.by_zone = not campaign_policy(store.runtime.settings, campaign).always_open
-
-    def _callee_hash(self, callee: str) -> str:
-        return hmac.new(self._salt, callee.encode(), hashlib.sha256).hexdigest()[:32]
+        self.sorter = BatchSorter(store, campaign, self.guards, by_zone=self.by_zone)
 
     def run(
         self,
@@ -212,7 +169,7 @@ class CampaignEnqueuer:
                 # What was committed, only: a killed run may have written more than that.
                 errors.rebuild(store.rejected_entries(cid, max_line=campaign.checkpoint_line))
             while chunk := list(itertools.islice(rows, self.batch_rows)):
-                batch = self._sort(chunk)
+                batch = self.sorter.sort(chunk)
                 self._commit(batch, reader.position_bytes, reader.lines_read)
                 errors.write(batch.rejected)
                 errors.flush()
@@ -260,75 +217,7 @@ class CampaignEnqueuer:
             stopped_because=run.stopped_because,
         )
 
-    def _sort(self, chunk: list[SourceRow]) -> _Batch:
-        """Validate the rows and find duplicate callees; nothing is written yet."""
-        batch = _Batch(rows_read=len(chunk))
-        cid = self.campaign.campaign_id
-        valid: list[tuple[int, str, dict[str, Any], str]] = []
-        for row in chunk:
-            if row.problem is not None:
-                batch.invalid += 1
-                batch.rejected.append((row.line, row.problem, RowOutcome.INVALID))
-                continue
-            try:
-                model = self.validator.validate(row.fields)
-            except InvalidInstruction as exc:
-                batch.invalid += 1
-                batch.rejected.extend((row.line, e, RowOutcome.INVALID) for e in exc.errors)
-                continue
-            refusal = self.rules.country_error(model.callee)
-            if refusal is not None:
-                batch.refuse(row.line, COUNTRY, refusal)
-                continue
-            valid.append(
-                (row.line, instruction_id_for(cid, row.line), model.to_payload(), model.callee)
-            )
-        valid = self._not_suppressed(batch, valid)
-        if not valid:
-            return batch
-        owners = self.guards.claim_callees(
-            cid, [(self._callee_hash(callee), line) for line, _, _, callee in valid]
-        )
-        dials_duplicates = self.campaign.allow_duplicates
-        for (line, iid, payload, callee), owner in zip(valid, owners, strict=True):
-            if owner != line:
-                batch.duplicates += 1
-                if dials_duplicates:
-                    rule = f"duplicate of line {owner}; dialed again (allow duplicates)"
-                    outcome = RowOutcome.DUPLICATE_DIALED
-                else:
-                    rule = f"duplicate of line {owner}; not dialed again (one call per number)"
-                    outcome = RowOutcome.DUPLICATE
-                batch.rejected.append(
-                    (line, FieldError("callee", rule, mask_number(callee)), outcome)
-                )
-                if not dials_duplicates:
-                    continue
-            known = facts(self.store.runtime, callee)
-            if self.by_zone and not known.zone_group:
-                batch.refuse(line, WINDOW, FieldError("callee", NO_ZONE, mask_number(callee)))
-                continue
-            batch.calls.append((line, iid, payload, known))
-        return batch
-
-    def _not_suppressed(
-        self, batch: _Batch, valid: list[tuple[int, str, dict[str, Any], str]]
-    ) -> list[tuple[int, str, dict[str, Any], str]]:
-        """The rows whose number is not on the suppression list (one round trip)."""
-        hashes = [number_hash(self.store.runtime, callee) for _, _, _, callee in valid]
-        found = self.store.redis.hmget(self.store.keys.suppressed(), hashes) if hashes else []
-        kept = []
-        for row, entry in zip(valid, found, strict=True):
-            if entry is None:
-                kept.append(row)
-                continue
-            error = FieldError(
-                "callee", f"{SUPPRESSED}: {ON_SUPPRESSION_LIST}", mask_number(row[3])
-            )
-            batch.refuse(row[0], SUPPRESSED, error)
-        return kept
-
-    def _commit(self, batch: _Batch, offset_bytes: int, last_line: int) -> None:
+    def _commit(self, batch: Batch, offset_bytes: int, last_line: int) -> None:
         """One transaction: records, indexes, counters and the checkpoint, all or nothing."""
         store, campaign = self.store, self.campaign
         cid = campaign.campaign_id

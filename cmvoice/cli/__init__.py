@@ -75,6 +75,7 @@ def main() -> None:
             raise
         from cmvoice.config import get_settings
 
-        outage = unavailable(exc, get_settings().effective_redis_url)
+        settings = get_settings()
+        outage = unavailable(exc, settings.effective_redis_url, settings.effective_broker_url)
         err_console.print(f"[red]error:[/red] {escape(str(outage))}")
         sys.exit(1)

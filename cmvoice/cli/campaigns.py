@@ -93,7 +93,9 @@ def campaign_start(
             "--resume", metavar="ID", help="Continue an interrupted start of campaign ID."
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Rows per committed batch.", hidden=True)] = 1000,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Rows per committed batch.", hidden=True)
+    ] = None,
 ) -> None:
     """Validate FILE row by row and enqueue its calls; prints the campaign id first."""
     import signal
@@ -101,7 +103,7 @@ def campaign_start(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from cmvoice.campaigns.enqueue import CampaignEnqueuer, EnqueueProgress
+    from cmvoice.campaigns.enqueue import DEFAULT_BATCH_ROWS, CampaignEnqueuer, EnqueueProgress
     from cmvoice.campaigns.model import EnqueueState
     from cmvoice.rules.deadlines import deadline_ms
 
@@ -152,7 +154,8 @@ def campaign_start(
         if errors is not None:
             store.set_errors_path(resume, errors)
             campaign = store.get(resume)
-    enqueuer = CampaignEnqueuer(store, campaign, path=file, batch_rows=batch_size)
+    batch_rows = DEFAULT_BATCH_ROWS if batch_size is None else batch_size
+    enqueuer = CampaignEnqueuer(store, campaign, path=file, batch_rows=batch_rows)
     cid = campaign.campaign_id
     if campaign.enqueue_state is EnqueueState.COMPLETE:
         print(cid)

@@ -15,6 +15,7 @@ import redis
 from cmvoice.campaigns.model import EnqueueState
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.config import Settings
+from cmvoice.keyspace import Keys
 from cmvoice.runtime import Runtime
 from tests.support.stack import CALLER, wait_for
 from tests.support.workers import CMVOICE, worker_env
@@ -99,7 +100,7 @@ def test_an_interrupted_start_resumes_and_enqueues_every_row_exactly_once(
         int(line or 0)
         for line in (
             store.redis.hget(key, "campaign_line")
-            for key in store.redis.scan_iter("cmvoice:call:*", count=5000)
+            for key in store.redis.scan_iter(Keys().call("*"), count=5000)
         )
     ]
     assert len(lines) == ROWS

@@ -86,6 +86,8 @@ def test_no_task_event_log_line_or_stored_record_holds_a_number_code_or_token(
     assert_clean(out + err)
     # and the ledger no longer holds the code
     client = redis.Redis.from_url(stack.redis_url)
-    stored = b"".join(v for v in client.hgetall(f"cmvoice:call:{ticket.instruction_id}").values())
+    stored = b"".join(
+        v for v in client.hgetall(get_runtime().keys.call(ticket.instruction_id)).values()
+    )
     client.close()
     assert CODE.encode() not in stored

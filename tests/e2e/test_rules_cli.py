@@ -9,6 +9,7 @@ from pathlib import Path
 
 import redis
 
+from cmvoice.keyspace import Keys
 from tests.support.stack import CALLER
 from tests.support.workers import CMVOICE, worker_env
 
@@ -48,8 +49,8 @@ def test_the_suppression_list_is_kept_from_the_command_line_and_never_shows_a_nu
 
     # And Redis holds hashes, not the numbers
     client = redis.Redis.from_url(redis_url)
-    assert b"612345620" not in b"".join(client.hkeys("cmvoice:suppressed"))
-    assert b"+31612345620" not in b"".join(client.hvals("cmvoice:suppressed"))
+    assert b"612345620" not in b"".join(client.hkeys(Keys().suppressed()))
+    assert b"+31612345620" not in b"".join(client.hvals(Keys().suppressed()))
     client.close()
 
     # When a call to a suppressed number is sent, then it is refused naming the rule

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from cmvoice.embedded_redis import EmbeddedRedis, free_port
+from cmvoice.keyspace import Keys
 from tests.support.fault_run import FaultRun
 from tests.support.result_tasks import OUTCOMES_KEY
 from tests.support.stack import wait_for
@@ -68,7 +69,7 @@ def assert_every_outcome_processed_once(run: FaultRun, ids: list[str], wait_s: f
     lost = unprocessed()
     assert not lost, (
         f"{len(lost)} finished calls without an outcome after {run.kills} kills "
-        f"(e.g. {sorted(lost)[:3]}); {run.redis.zcard('cmvoice:outbox')} deliveries unconfirmed"
+        f"(e.g. {sorted(lost)[:3]}); {run.redis.zcard(Keys().outbox())} deliveries unconfirmed"
     )
     # One outcome per finished call, and none for another call
     by_delivery = processings_by_delivery(run)

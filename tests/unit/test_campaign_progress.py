@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from cmvoice.campaigns.model import (
     Backlog,
@@ -15,6 +16,7 @@ from cmvoice.campaigns.model import (
     EnqueueState,
     estimate_eta_s,
 )
+from cmvoice.cli.rendering import campaign_status_table
 from cmvoice.config import parse_rate
 from cmvoice.ledger import CallState
 
@@ -313,3 +315,21 @@ def test_the_eta_is_remaining_calls_at_the_best_known_speed_but_no_sooner_than_d
 
     # Then
     assert estimate == eta_s
+
+
+def rendered(data: dict[str, Any]) -> list[str]:
+    """The lines ``campaign status`` prints for ``data``, as plain text, spaces collapsed."""
+    console = Console(record=True, width=120, color_system=None)
+    console.print(campaign_status_table(data))
+    return [" ".join(line.split()) for line in console.export_text().splitlines()]
+
+
+def test_the_status_table_says_when_it_was_last_refreshed() -> None:
+    # Given the same running campaign looked at twice, a minute apart (as --watch does)
+    first = progress(MIXED).to_dict()
+    later = replace(progress(MIXED), now_ms=NOW_MS + 60_000).to_dict()
+
+    # When each is rendered
+    # Then each says, on its own line, the time it was read
+    assert "updated at 2026-11-26T12:00:00+00:00" in rendered(first)
+    assert "updated at 2026-11-26T12:01:00+00:00" in rendered(later)

@@ -17,6 +17,7 @@ from cmvoice import __version__
 from cmvoice.cli import app
 from cmvoice.cli.services import LazyDefault
 from cmvoice.config import Settings, settings_errors
+from cmvoice.embedded_redis import free_port
 from cmvoice.instructions import MODELS
 from tests.support.stack import CALLEE, CALLER
 
@@ -265,3 +266,23 @@ def test_no_secret_setting_is_ever_echoed_in_an_error() -> None:
     )
     assert {error.value for error in errors} == {"<hidden>"}
     assert not any("424242" in str(error) for error in errors)
+
+
+def test_an_unreachable_ledger_redis_is_named_not_the_broker(tmp_path: Path) -> None:
+    # Given the ledger's Redis and the broker at two addresses where nothing listens
+    redis_url = f"redis://127.0.0.1:{free_port()}/0"
+    broker_url = f"redis://127.0.0.1:{free_port()}/0"
+
+    # When a call is sent (the ledger is written first)
+    result = cmvoice(
+        "send", "notification", "--callee", CALLEE, "--caller", CALLER, "--prompt", "Hello.",
+        env={"CMVOICE_REDIS_URL": redis_url, "CMVOICE_BROKER_URL": broker_url},
+        cwd=tmp_path,
+    )  # fmt: skip
+
+    # Then the error names the ledger's Redis and its variable, not the broker
+    assert result.returncode == 1
+    assert f"cannot reach Redis (the ledger) at {redis_url}" in result.stderr
+    assert "CMVOICE_REDIS_URL" in result.stderr
+    assert broker_url not in result.stderr
+    assert "Traceback" not in result.stderr
