@@ -3,9 +3,12 @@
 A notification campaign of 20,000 rows at CMVOICE_RATE_LIMIT=10/s against the simulator in real
 time (``--time-scale 1``: a call lasts about 7.5 s), through one ``cmvoice worker --beat``, for
 ``--seconds`` a round (the campaign need not finish): with 50 concurrent calls (the campaigns'
-45 of them bind: 45 / the calls' mean length, plus the probes in the 5 kept for interactive
-calls, CMVOICE_INTERACTIVE_SLOTS) and with 1,000 (the rate binds), alternating for
-``--rounds``. An OTP call is enqueued every 2 s meanwhile (a probe of the interactive lane).
+42 of them bind: 42 / the calls' mean length, plus the probes in the 8 kept for interactive
+calls, ``--interactive-slots``) and with 1,000 (the rate binds), alternating for ``--rounds``.
+An OTP call is enqueued every 2 s meanwhile (a probe of the interactive lane); a probe's call
+lasts about 12.7 s in the simulator, so about 6.4 are in progress at once, and the slots kept
+for interactive calls are sized for that, as an operator sizes CMVOICE_INTERACTIVE_SLOTS for
+the interactive calls that ring at once at peak.
 Baselines of the same run, before the rounds: the probes on the idle stack, and a burst of
 notifications through the same worker with nothing binding (an unconstrained dispatch).
 
@@ -237,7 +240,11 @@ class Bench:
 
     def campaign_round(self, slots: int) -> Window:
         """The campaign with ``slots`` concurrent calls, for ``--seconds``; its steady window."""
-        runtime = self.fresh_worker(rate_limit=self.args.rate, max_concurrent_calls=slots)
+        runtime = self.fresh_worker(
+            rate_limit=self.args.rate,
+            max_concurrent_calls=slots,
+            interactive_slots=self.args.interactive_slots,
+        )
         from cmvoice.campaigns.enqueue import start_campaign
 
         queues = (DISPATCH_QUEUE, INTERACTIVE_QUEUE)
@@ -376,6 +383,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--idle-probes", type=int, default=15, help="probes on the idle stack")
     parser.add_argument("--burst", type=int, default=300, help="calls of the unconstrained run")
     parser.add_argument("--concurrency", type=int, default=32, help="worker threads")
+    parser.add_argument(
+        "--interactive-slots",
+        type=int,
+        default=8,
+        help="CMVOICE_INTERACTIVE_SLOTS: the probes' calls in progress at once, and some",
+    )
     parser.add_argument(
         "--lead", type=float, default=None, help="CMVOICE_PACER_LEAD (default: the setting's)"
     )
