@@ -65,6 +65,11 @@ app.add_typer(suppress.suppress_app, name="suppress")
 
 def main() -> None:
     """Entry point of the ``cmvoice`` script: clear messages instead of tracebacks."""
+    if "--version" in sys.argv[1:]:
+        # On every command, as -h is: `cmvoice campaign report --version` too (click's eager
+        # options belong to one command only).
+        print(f"cmvoice {__version__}")
+        return
     try:
         app()
     except CmVoiceError as exc:

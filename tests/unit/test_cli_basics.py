@@ -78,6 +78,19 @@ def test_version_prints_the_name_and_the_package_version() -> None:
     assert result.stdout == f"cmvoice {__version__}\n"
 
 
+@pytest.mark.parametrize(
+    "path", [("send",), ("campaign", "report"), ("worker",), ("suppress", "check")]
+)
+def test_version_works_on_any_command_too(path: tuple[str, ...]) -> None:
+    # Given / When a command, not the root, is asked for its version (before any argument
+    # it requires)
+    result = cmvoice(*path, "--version")
+
+    # Then it prints the version, and does nothing else
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"cmvoice {__version__}\n"
+
+
 @pytest.mark.parametrize("path", PATHS, ids=[" ".join(path) or "cmvoice" for path in PATHS])
 def test_every_command_and_sub_command_takes_dash_h_for_help(path: tuple[str, ...]) -> None:
     # Given / When a command is asked for help with -h
