@@ -25,7 +25,9 @@ import requests
 from bench.processes import CMVOICE, BenchStack, bench_stack, free_port, wait_http
 from bench.result_probe import STARTS_KEY
 from cmvoice.calls import CallState
+from cmvoice.config import Settings
 from cmvoice.ledger import CallLedger
+from cmvoice.messages import RESULTS_QUEUE
 from cmvoice.signing import callback_url
 
 SECRET = "bench-callback-secret"
@@ -101,7 +103,9 @@ def latency_ms(
     placed = placed_calls(bench.redis.url, calls)
     ids = list(placed)
     args = [CMVOICE, "worker", "--concurrency", "8", "--loglevel", "warning"]
-    args += ["--queues", "cmvoice.results", "--include", "bench.result_probe"]
+    # handle_result's queue, and the application's result tasks' own (CMVOICE_RESULT_QUEUE)
+    queues = f"{RESULTS_QUEUE},{Settings.model_fields['result_queue'].default}"
+    args += ["--queues", queues, "--include", "bench.result_probe"]
     bench.start("worker", args, {**settings, "result_tasks": "bench.result_probe"})
     from cmvoice.worker import app
 

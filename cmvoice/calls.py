@@ -153,6 +153,24 @@ class DispatchLimits:
     number_window_s: float = 0.0
     number_cooldown_s: float = 0.0
 
+    def begin_args(self) -> tuple[list[int], list[int]]:
+        """The limits as lua/begin.lua reads them: the rate and slot numbers (µs, ms), and the
+        per-number and campaign-share checks (ms)."""
+        numbers = [
+            round(self.interval_s * 1_000_000),
+            round(self.max_wait_interactive_s * 1_000_000),
+            round(self.max_wait_campaign_s * 1_000_000),
+            self.slot_limit,
+            int(self.slot_lease_s * 1000),
+        ]
+        checks = [
+            self.number_limit,
+            int(self.number_window_s * 1000),
+            int(self.number_cooldown_s * 1000),
+            self.campaign_slot_limit,
+        ]
+        return numbers, checks
+
 
 @dataclass(frozen=True)
 class Delivery:

@@ -78,10 +78,6 @@ class CallLedger:
         self._transition = lua.load(client, "transition")
         self._finish = lua.load(client, "finish")
 
-    @property
-    def prefix(self) -> str:
-        return self.keys.prefix
-
     # keys
     def key(self, instruction_id: str) -> str:
         return self.keys.call(instruction_id)
@@ -94,7 +90,7 @@ class CallLedger:
         return self.keys.state_index(state.value)
 
     def _base_args(self, instruction_id: str) -> list[Any]:
-        return [self.prefix, instruction_id, self.retention_s]
+        return [self.keys.prefix, instruction_id, self.retention_s]
 
     # creation
     def create(
@@ -187,23 +183,10 @@ class CallLedger:
         keys = [self.key(instruction_id)]
         if limits is None:
             keys += [self.keys.account("none"), self.keys.slots("none")]
-            numbers = [0, 0, 0, 0, 0]
-            campaign_checks = [0, 0, 0, 0]
+            numbers, campaign_checks = [0] * 5, [0] * 4
         else:
             keys += [limits.account_key, limits.slots_key]
-            numbers = [
-                round(limits.interval_s * 1_000_000),
-                round(limits.max_wait_interactive_s * 1_000_000),
-                round(limits.max_wait_campaign_s * 1_000_000),
-                limits.slot_limit,
-                int(limits.slot_lease_s * 1000),
-            ]
-            campaign_checks = [
-                limits.number_limit,
-                int(limits.number_window_s * 1000),
-                int(limits.number_cooldown_s * 1000),
-                limits.campaign_slot_limit,
-            ]
+            numbers, campaign_checks = limits.begin_args()
         args = [*self._base_args(instruction_id), token, int(lease_s * 1000), *numbers]
         result = self._begin(keys=keys, args=[*args, 1 if send_now else 0, *campaign_checks])
         outcome = as_text(result[0])
@@ -414,11 +397,7 @@ class CallLedger:
 
     def cancel(self, instruction_id: str, reason: str = "cancelled") -> bool:
         """CANCELLED, only from QUEUED: a call already being dispatched or placed goes on."""
-        return self.cancel_many([instruction_id], reason) == 1
-
-    def cancel_many(self, instruction_ids: Sequence[str], reason: str = "cancelled") -> int:
-        """``cancel()`` for many ids in one round trip; returns how many became CANCELLED."""
-        return self.end_many(instruction_ids, CallState.CANCELLED, reason)
+        return self.end_many([instruction_id], CallState.CANCELLED, reason) == 1
 
     def end_many(self, instruction_ids: Sequence[str], to: CallState, reason: str) -> int:
         """Move many QUEUED ids to a terminal state in one round trip; returns how many moved."""

@@ -20,7 +20,7 @@ import redis
 
 from cmvoice.calls import CallState
 from cmvoice.campaigns import control
-from cmvoice.campaigns.enqueue import CampaignEnqueuer, start_campaign
+from cmvoice.campaigns.enqueue import start_campaign
 from cmvoice.campaigns.report import REPORT_COLUMNS
 from cmvoice.messages import DISPATCH_QUEUE, DISPATCH_TASK
 from cmvoice.publishing import DispatchPublisher, Lane, dispatch_envelope
@@ -30,6 +30,7 @@ from tests.support.campaigns import (
     counts,
     notification_campaign,
     numbered_callees,
+    one_call_released,
     report_of,
     sent_at_of_placed_calls,
     store,
@@ -199,17 +200,8 @@ def test_a_call_released_just_before_a_pause_waits_in_the_backlog_until_resume(
     stack: Stack, tmp_path: Path
 ) -> None:
     # Given a campaign whose only call the pacer released to the broker, with no worker yet
-    path = write_csv(tmp_path / "calls.csv", ["callee"], [["+31612345620"]])
+    campaign, pacer = one_call_released(tmp_path)
     campaigns = store()
-    campaign = campaigns.create(
-        "notification", path, template={"caller": CALLER, "prompt": "Hello."}
-    )
-    CampaignEnqueuer(campaigns, campaign).run()
-    from cmvoice.campaigns.pacer import Pacer
-
-    pacer = Pacer(get_runtime())
-    assert pacer.lease.hold()
-    assert pacer.step().released_campaign == 1
 
     # When the campaign is paused before a worker takes that call, and a worker then runs it
     control.pause(campaigns, campaign.campaign_id)

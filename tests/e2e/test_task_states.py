@@ -12,14 +12,12 @@ import pytest
 
 from cmvoice.calls import CallState
 from cmvoice.campaigns import control
-from cmvoice.campaigns.enqueue import CampaignEnqueuer
-from cmvoice.campaigns.pacer import Pacer
 from cmvoice.messages import HANDLE_RESULT_TASK
 from cmvoice.producer import enqueue
 from cmvoice.publishing import publish_dispatch
 from cmvoice.runtime import get_runtime
 from cmvoice.tasks.results import redial_id_for
-from tests.support.campaigns import campaign_ids, store, write_csv
+from tests.support.campaigns import campaign_ids, one_call_released, store
 from tests.support.stack import CALLEE, CALLER, Stack, wait_for
 
 
@@ -95,16 +93,8 @@ def test_a_call_of_a_paused_campaign_is_held(
 ) -> None:
     # Given a campaign whose only call the pacer released to the broker, then paused before
     # any worker took that call
-    path = write_csv(tmp_path / "calls.csv", ["callee"], [["+31612345620"]])
-    campaigns = store()
-    campaign = campaigns.create(
-        "notification", path, template={"caller": CALLER, "prompt": "Hello."}
-    )
-    CampaignEnqueuer(campaigns, campaign).run()
-    pacer = Pacer(get_runtime())
-    assert pacer.lease.hold()
-    assert pacer.step().released_campaign == 1
-    control.pause(campaigns, campaign.campaign_id)
+    campaign, _ = one_call_released(tmp_path)
+    control.pause(store(), campaign.campaign_id)
     [iid] = campaign_ids(campaign.campaign_id)
 
     # When a worker runs it

@@ -7,7 +7,9 @@ import io
 from datetime import datetime
 from pathlib import Path
 
-from cmvoice.campaigns.enqueue import EnqueueReport, start_campaign
+from cmvoice.campaigns.enqueue import CampaignEnqueuer, EnqueueReport, start_campaign
+from cmvoice.campaigns.model import Campaign
+from cmvoice.campaigns.pacer import Pacer
 from cmvoice.campaigns.report import write_report
 from cmvoice.campaigns.store import CampaignStore
 from cmvoice.runtime import get_runtime
@@ -84,3 +86,15 @@ def report_of(campaign_id: str) -> list[dict[str, str]]:
     out = io.StringIO()
     write_report(store(), campaign_id, out)
     return list(csv.DictReader(io.StringIO(out.getvalue())))
+
+
+def one_call_released(tmp_path: Path) -> tuple[Campaign, Pacer]:
+    """A one-row campaign whose call the pacer released to the broker, no worker yet; and that
+    pacer, holding its lease."""
+    path = write_csv(tmp_path / "calls.csv", ["callee"], [["+31612345620"]])
+    campaign = store().create("notification", path, template={"caller": CALLER, "prompt": "Hi."})
+    CampaignEnqueuer(store(), campaign).run()
+    pacer = Pacer(get_runtime())
+    assert pacer.lease.hold()
+    assert pacer.step().released_campaign == 1
+    return campaign, pacer
