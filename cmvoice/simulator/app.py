@@ -55,6 +55,17 @@ class _Refusal(Exception):
         return JSONResponse(self.body, status_code=self.status, headers=self.headers)
 
 
+def _callee_param(request: Request) -> str | None:
+    """The ``?callee=`` of a control request, as E.164; a 400 refusal if it is no number."""
+    callee = request.query_params.get("callee")
+    if not callee:
+        return None
+    try:
+        return normalize_number(callee)
+    except ValueError as exc:
+        raise _Refusal(400, f"callee: {exc}") from None
+
+
 def _message(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"message": message, **extra}, status_code=status)
 
@@ -287,13 +298,11 @@ def _control_router(engine: SimulatorEngine) -> APIRouter:
     @router.delete("/scenarios")
     async def clear_scenarios(request: Request) -> Response:
         """Clear every queued outcome, or only those of ``?callee=``."""
-        callee = request.query_params.get("callee")
-        if callee:
-            try:
-                callee = normalize_number(callee)
-            except ValueError as exc:
-                return _message(400, f"callee: {exc}")
-        engine.scenarios.clear(callee or None)
+        try:
+            callee = _callee_param(request)
+        except _Refusal as refusal:
+            return refusal.response()
+        engine.scenarios.clear(callee)
         return JSONResponse({"pending": engine.scenarios.pending()})
 
     @router.get("/refusals")
@@ -313,13 +322,11 @@ def _control_router(engine: SimulatorEngine) -> APIRouter:
     @router.delete("/refusals")
     async def clear_refusals(request: Request) -> Response:
         """Clear every refusal, or only that of ``?callee=``."""
-        callee = request.query_params.get("callee")
-        if callee:
-            try:
-                callee = normalize_number(callee)
-            except ValueError as exc:
-                return _message(400, f"callee: {exc}")
-        engine.refusals.clear(callee or None)
+        try:
+            callee = _callee_param(request)
+        except _Refusal as refusal:
+            return refusal.response()
+        engine.refusals.clear(callee)
         return JSONResponse({"refused": engine.refusals.listed()})
 
     @router.post("/reset")

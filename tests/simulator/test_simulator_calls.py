@@ -253,6 +253,34 @@ def test_deleting_scenarios_brings_back_the_default_rule(
     assert parse_event(body).result.code == 10  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("control", ["scenarios", "refusals"])
+def test_clearing_one_callee_takes_a_number_and_refuses_anything_else(
+    sim_url: str, control: str
+) -> None:
+    # Given a scenario and a refusal for one callee
+    requests.post(
+        f"{sim_url}/_sim/scenarios",
+        json={"callee": CALLEES[11], "outcomes": [{"code": 12}]},
+        timeout=5,
+    ).raise_for_status()
+    requests.post(
+        f"{sim_url}/_sim/refusals", json={"callee": CALLEES[11]}, timeout=5
+    ).raise_for_status()
+
+    # When one is cleared with a ?callee= that is no number, then in the national form
+    bad = requests.delete(f"{sim_url}/_sim/{control}", params={"callee": "tomorrow"}, timeout=5)
+    national = "0" + CALLEES[11].removeprefix("+31")
+    also_bad = requests.delete(f"{sim_url}/_sim/{control}", params={"callee": national}, timeout=5)
+    good = requests.delete(f"{sim_url}/_sim/{control}", params={"callee": CALLEES[11]}, timeout=5)
+
+    # Then the bad ones are a 400 naming the parameter, and only the number clears it
+    assert (bad.status_code, also_bad.status_code) == (400, 400)
+    assert bad.json()["message"].startswith("callee: ")
+    assert good.status_code == 200
+    listed = requests.get(f"{sim_url}/_sim/{control}", timeout=5).json()
+    assert CALLEES[11] not in str(listed)
+
+
 def test_a_scenario_may_set_a_code_outside_the_documented_ones(
     client: VoiceApiClient, sink: CallbackSink, sim_url: str
 ) -> None:
