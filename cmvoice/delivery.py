@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 MAX_DELIVERIES = 10
 #: Times a processed delivery's confirmation is tried while Redis is away (about a minute).
 CONFIRM_ATTEMPTS = 16
+#: The shortest lease one copy of a delivery runs under (Redis refuses an expiry of 0, which a
+#: CMVOICE_OUTBOX_TIMEOUT of 0 would give).
+MIN_PROCESSING_LEASE_S = 1.0
 
 T = TypeVar("T")
 
@@ -111,7 +114,7 @@ def result_task(
             lease = Lease(
                 runtime.redis,
                 runtime.keys.processing(name, delivery_id),
-                ttl_s=runtime.settings.outbox_timeout,
+                ttl_s=max(runtime.settings.outbox_timeout, MIN_PROCESSING_LEASE_S),
             )
             if not lease.take():
                 return None

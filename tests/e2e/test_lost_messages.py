@@ -157,3 +157,21 @@ def test_two_copies_of_one_outcome_taken_at_once_are_processed_once(stack: Stack
     # Then the application's function ran once for that outcome
     assert [o["instruction_id"] for o in received_outcomes()] == ["copies-1"]
     assert list(processings().values()) == [1]
+
+
+def test_an_outbox_timeout_of_zero_still_delivers_each_outcome_once(stack: Stack) -> None:
+    # Given deliveries published again at every reconciler pass (CMVOICE_OUTBOX_TIMEOUT=0)
+    runtime = stack.make_runtime(result_tasks=RESULT_TASK, outbox_timeout=0)
+    placed(runtime, "no-wait-1")
+    event = {
+        k: v for k, v in cm_callback("no-wait-1", CALL_ID).items() if k not in ("callee", "caller")
+    }
+
+    # When the call finishes and a worker runs the application's task
+    assert handle_event(runtime, event).startswith("outcome 10")
+    queues = [*ALL_QUEUES, runtime.settings.result_queue]
+    with thread_worker(app, queues):
+        wait_for(lambda: runtime.redis.zcard(runtime.keys.outbox()) == 0, timeout_s=10)
+
+    # Then the outcome was processed, once
+    assert [o["instruction_id"] for o in received_outcomes()] == ["no-wait-1"]
