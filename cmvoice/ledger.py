@@ -183,12 +183,12 @@ class CallLedger:
         keys = [self.key(instruction_id)]
         if limits is None:
             keys += [self.keys.account("none"), self.keys.slots("none")]
-            numbers, campaign_checks = [0] * 5, [0] * 4
+            numbers, checks = [0] * 5, [0] * 4
         else:
             keys += [limits.account_key, limits.slots_key]
-            numbers, campaign_checks = limits.begin_args()
+            numbers, checks = limits.begin_args()
         args = [*self._base_args(instruction_id), token, int(lease_s * 1000), *numbers]
-        result = self._begin(keys=keys, args=[*args, 1 if send_now else 0, *campaign_checks])
+        result = self._begin(keys=keys, args=[*args, 1 if send_now else 0, *checks])
         outcome = as_text(result[0])
         if outcome == "missing":
             return None

@@ -10,6 +10,7 @@ from datetime import datetime
 from cmvoice.campaigns.model import ANY_ZONE, Campaign
 from cmvoice.config import Settings
 from cmvoice.rules.windows import CallingPolicy
+from cmvoice.rules.zones import group_zones
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def open_groups(
         if group == ANY_ZONE or policy.always_open:
             opened.append(group)
             continue
-        zones = tuple(group.split("|"))
+        zones = group_zones(group)
         if policy.is_open(zones, now):
             opened.append(group)
             continue

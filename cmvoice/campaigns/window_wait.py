@@ -14,9 +14,11 @@ from typing import Any
 
 from cmvoice.calls import CallRecord, CallState
 from cmvoice.campaigns.model import ANY_ZONE
+from cmvoice.campaigns.plan import campaign_policy
+from cmvoice.campaigns.store import CampaignStore
 from cmvoice.records import describe_record
-from cmvoice.replies import as_text
-from cmvoice.rules.windows import CallingPolicy, describe_wait
+from cmvoice.rules.windows import describe_wait
+from cmvoice.rules.zones import group_zones
 from cmvoice.runtime import Runtime
 
 
@@ -24,21 +26,15 @@ def window_wait(runtime: Runtime, record: CallRecord) -> str:
     """Why a queued campaign call waits for its calling window to open (as ``held_by`` says
     it of an interactive call: ``window 09:00-20:00 mon-fri closed in Europe/Amsterdam until
     ...``), or ``""`` when it is not a queued campaign call or its window is open now."""
-    campaign_id = record.campaign_id
     group = record.get("zone_group")
-    if record.state is not CallState.QUEUED or not campaign_id or group in ("", ANY_ZONE):
+    if record.state is not CallState.QUEUED or not record.campaign_id or group in ("", ANY_ZONE):
         return ""
-    pipe = runtime.redis.pipeline(transaction=False)
-    pipe.hmget(runtime.keys.campaign(campaign_id), "window", "days")
-    pipe.time()
-    (window, days), (seconds, micros) = pipe.execute()
-    settings = runtime.settings
-    policy = CallingPolicy.parse(
-        as_text(window or b"") or settings.calling_window,
-        as_text(days or b"") or settings.calling_days,
-    )
-    zones = tuple(group.split("|"))
-    now = datetime.fromtimestamp(int(seconds) + int(micros) / 1_000_000, tz=UTC)
+    campaign = CampaignStore(runtime).find(record.campaign_id)
+    if campaign is None:
+        return ""
+    policy = campaign_policy(runtime.settings, campaign)
+    zones = group_zones(group)
+    now = datetime.fromtimestamp(runtime.ledger.server_time_ms() / 1000, tz=UTC)
     if policy.always_open or policy.is_open(zones, now):
         return ""
     return describe_wait(policy, zones, now)

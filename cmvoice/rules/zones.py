@@ -65,3 +65,8 @@ def zone_group(zones: tuple[str, ...]) -> str:
     Numbers with the same zones open and close together, so the pacer keeps one backlog each.
     """
     return "|".join(sorted(set(zones)))
+
+
+def group_zones(group: str) -> tuple[str, ...]:
+    """The zones of a ``zone_group`` key, back as a tuple."""
+    return tuple(group.split("|"))
