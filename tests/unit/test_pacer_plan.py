@@ -144,20 +144,25 @@ def test_an_account_rate_slower_than_one_call_per_lead_still_releases_each_turn(
     assert budget.rate_room == rate_room
 
 
-def test_campaign_calls_keep_to_their_share_of_the_slots() -> None:
-    # Given 50 slots of which campaigns may hold 45, 44 of them held by campaign calls, 47 in
-    # all, an idle rate (5 turns within the lead) and nothing released
-    budget = plan_budget(
+def budget_with_a_campaign_share(*, slots_in_use: int, released: int) -> Budget:
+    """An idle rate (5 turns within the lead), 50 slots, campaigns' share 45 with 44 held."""
+    return plan_budget(
         now_us=NOW_US,
         tat_us=NOW_US,
         interval_us=INTERVAL_US,
         lead_us=LEAD_US,
         slot_limit=50,
-        slots_in_use=47,
-        released=0,
+        slots_in_use=slots_in_use,
+        released=released,
         campaign_slot_limit=45,
         campaign_slots_in_use=44,
     )
+
+
+def test_campaign_calls_keep_to_their_share_of_the_slots() -> None:
+    # Given 50 slots of which campaigns may hold 45, 44 of them held by campaign calls, 47 in
+    # all, an idle rate (5 turns within the lead) and nothing released
+    budget = budget_with_a_campaign_share(slots_in_use=47, released=0)
 
     # When / Then: 3 calls may go, of which one campaign call (its share's last slot); the
     # slots kept free go to interactive calls, which come first
@@ -173,17 +178,7 @@ def test_campaign_calls_keep_to_their_share_of_the_slots() -> None:
     assert not budget.slot_bound(interactive=0, campaign=0, interactive_left=False, campaigns=True)
 
     # And released calls not yet claimed take from the share too
-    released = plan_budget(
-        now_us=NOW_US,
-        tat_us=NOW_US,
-        interval_us=INTERVAL_US,
-        lead_us=LEAD_US,
-        slot_limit=50,
-        slots_in_use=40,
-        released=2,
-        campaign_slot_limit=45,
-        campaign_slots_in_use=44,
-    )
+    released = budget_with_a_campaign_share(slots_in_use=40, released=2)
     assert released.calls == 3
     assert released.campaign_calls(interactive=0) == 0
 
