@@ -169,9 +169,11 @@ class Pacer:
             candidates += self._campaign_candidates(campaigns, campaign_calls, now_us)
         released = set(self._release_calls(candidates)) if candidates else set()
         for _, _, iid, lane, campaign_id, _ in candidates:
-            if iid in released and lane is Lane.INTERACTIVE:
+            if iid not in released:
+                continue
+            if lane is Lane.INTERACTIVE:
                 report.released_interactive += 1
-            elif iid in released:
+            else:
                 report.released_campaign += 1
                 report.by_campaign[campaign_id] += 1
         for pace in campaigns:  # a campaign with nothing left leaves the round
