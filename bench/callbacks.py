@@ -25,9 +25,8 @@ import requests
 from bench.processes import CMVOICE, BenchStack, bench_stack, free_port, wait_http
 from bench.result_probe import STARTS_KEY
 from cmvoice.calls import CallState
-from cmvoice.config import Settings
 from cmvoice.ledger import CallLedger
-from cmvoice.messages import RESULTS_QUEUE
+from cmvoice.messages import DEFAULT_RESULT_QUEUE, RESULTS_QUEUE
 from cmvoice.signing import callback_url
 
 SECRET = "bench-callback-secret"
@@ -104,7 +103,7 @@ def latency_ms(
     ids = list(placed)
     args = [CMVOICE, "worker", "--concurrency", "8", "--loglevel", "warning"]
     # handle_result's queue, and the application's result tasks' own (CMVOICE_RESULT_QUEUE)
-    queues = f"{RESULTS_QUEUE},{Settings.model_fields['result_queue'].default}"
+    queues = f"{RESULTS_QUEUE},{DEFAULT_RESULT_QUEUE}"
     args += ["--queues", queues, "--include", "bench.result_probe"]
     bench.start("worker", args, {**settings, "result_tasks": "bench.result_probe"})
     from cmvoice.worker import app

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from cmvoice.errors import ConfigurationError, FieldError
 from cmvoice.keyspace import DEFAULT_KEY_PREFIX
+from cmvoice.messages import DEFAULT_RESULT_QUEUE
 from cmvoice.privacy import quote_value
 from cmvoice.rules.countries import parse_countries
 from cmvoice.rules.windows import (
@@ -175,7 +176,7 @@ class Settings(BaseSettings):
     redial_delay: Duration = 300.0
     redial_max_attempts: int = Field(default=3, ge=1)
     result_tasks: CommaList = Field(default_factory=list)
-    result_queue: str = "cmvoice.outcomes"
+    result_queue: str = DEFAULT_RESULT_QUEUE
     outbox_timeout: Duration = 300.0
     # Calling rules
     calling_window: str = DEFAULT_WINDOW

@@ -22,6 +22,9 @@ INTERACTIVE_QUEUE = "cmvoice.interactive"
 DISPATCH_QUEUE = "cmvoice.dispatch"
 RESULTS_QUEUE = "cmvoice.results"
 CAMPAIGNS_QUEUE = "cmvoice.campaigns"
+#: The application's result tasks' queue by default (CMVOICE_RESULT_QUEUE): not among cmvoice's
+#: own, so only a worker that includes those tasks consumes it.
+DEFAULT_RESULT_QUEUE = "cmvoice.outcomes"
 #: cmvoice's own queues, in the order a worker consumes them: with the Redis transport's
 #: "priority" order, a worker takes from a queue only when the ones before it are empty.
 ALL_QUEUES = (INTERACTIVE_QUEUE, DISPATCH_QUEUE, RESULTS_QUEUE, CAMPAIGNS_QUEUE)
