@@ -6,11 +6,10 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from cmvoice._version import __version__
 from cmvoice.cli import calls, campaigns, services, suppress
-from cmvoice.cli.rendering import err_console
+from cmvoice.cli.rendering import err_console, escape
 from cmvoice.errors import CmVoiceError
 from cmvoice.outage import is_outage, unavailable
 
@@ -73,7 +72,7 @@ def main() -> None:
     try:
         app()
     except CmVoiceError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        err_console().print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(1)
     except Exception as exc:
         if not is_outage(exc):
@@ -82,5 +81,5 @@ def main() -> None:
 
         settings = get_settings()
         outage = unavailable(exc, settings.effective_redis_url, settings.effective_broker_url)
-        err_console.print(f"[red]error:[/red] {escape(str(outage))}")
+        err_console().print(f"[red]error:[/red] {escape(str(outage))}")
         sys.exit(1)

@@ -65,7 +65,7 @@ def validate(
     for number, item in enumerate(items, start=1):
         label = f"instruction {number}" if len(items) > 1 else "instruction"
         if not isinstance(item, dict):
-            err_console.print(f"[red]{label}: must be a JSON object[/red]")
+            err_console().print(f"[red]{label}: must be a JSON object[/red]")
             failed = True
             continue
         item_kind = kind or infer_kind(item)
@@ -170,10 +170,10 @@ def send(
         print_field_errors(exc, hints=_missing_field_hints(exc))
         raise typer.Exit(1) from None
     except CallNotAllowed as refusal:
-        err_console.print(f"not sent: refused by rule {refusal.rule}: {refusal}", markup=False)
+        err_console().print(f"not sent: refused by rule {refusal.rule}: {refusal}", markup=False)
         raise typer.Exit(1) from None
     if not ticket.created:
-        err_console.print(f"instruction {ticket.instruction_id} was already queued")
+        err_console().print(f"instruction {ticket.instruction_id} was already queued")
     print(ticket.instruction_id)
 
 
@@ -191,7 +191,7 @@ def call_status(
     ledger = runtime.ledger
     record = ledger.get(instruction_id)
     if record is None:
-        err_console.print(f"no call {instruction_id} in the ledger (unknown, or expired)")
+        err_console().print(f"no call {instruction_id} in the ledger (unknown, or expired)")
         raise typer.Exit(1)
     view = describe_attempt(runtime, record)
     chain = [
@@ -200,6 +200,6 @@ def call_status(
     if as_json:
         print_json({**view, "attempts": chain})
         return
-    console.print(record_table(view))
+    console().print(record_table(view))
     if len(chain) > 1:
-        console.print(attempts_table(chain))
+        console().print(attempts_table(chain))

@@ -159,12 +159,12 @@ def campaign_start(
     cid = campaign.campaign_id
     if campaign.enqueue_state is EnqueueState.COMPLETE:
         print(cid)
-        err_console.print(f"campaign {cid} is fully enqueued already; nothing to resume")
+        err_console().print(f"campaign {cid} is fully enqueued already; nothing to resume")
         return
     # The id alone on standard output, at once: scripts read it; messages go to stderr.
     print(cid, flush=True)
     verb = "resuming" if resume else "started"
-    err_console.print(
+    err_console().print(
         f"campaign {cid} {verb}: {campaign.kind} calls from {campaign.file}"
         + (f", at most {campaign.rate}" if campaign.rate else ""),
         markup=False,
@@ -188,7 +188,7 @@ def campaign_start(
             TextColumn("{task.percentage:>3.0f}%"),
             TextColumn("{task.fields[rows]:>9,} rows, {task.fields[speed]:>6,.0f} rows/s"),
             TimeRemainingColumn(),
-            console=err_console,
+            console=err_console(),
             transient=False,
         ) as bar:
             task = bar.add_task(
@@ -207,22 +207,22 @@ def campaign_start(
 
             report = enqueuer.run(should_stop=lambda: bool(stop_requested), on_progress=on_progress)
     except KeyboardInterrupt:
-        err_console.print(f"interrupted; {resume_hint}", markup=False)
+        err_console().print(f"interrupted; {resume_hint}", markup=False)
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGINT, previous_handler)
-    err_console.print(
+    err_console().print(
         f"campaign {cid}: {report.enqueued:,} calls enqueued from {report.rows_read:,} rows "
         f"({report.invalid:,} invalid, {report.duplicates:,} duplicates) "
         f"in {report.elapsed_s:.1f} s",
         highlight=False,
     )
     if report.errors_path:
-        err_console.print(f"rows not called and why: {report.errors_path}", markup=False)
+        err_console().print(f"rows not called and why: {report.errors_path}", markup=False)
     if report.state is not EnqueueState.COMPLETE:
-        err_console.print(f"stopped ({report.stopped_because}); {resume_hint}", markup=False)
+        err_console().print(f"stopped ({report.stopped_because}); {resume_hint}", markup=False)
         raise typer.Exit(130 if stop_requested else 1)
-    err_console.print(f"watch it with: cmvoice campaign status {cid} --watch", markup=False)
+    err_console().print(f"watch it with: cmvoice campaign status {cid} --watch", markup=False)
 
 
 @campaign_app.command("status")
@@ -240,11 +240,12 @@ def campaign_status(
         print_json(store.progress(campaign_id).to_dict())
         return
     if not watch:
-        console.print(campaign_status_table(store.progress(campaign_id).to_dict()))
+        console().print(campaign_status_table(store.progress(campaign_id).to_dict()))
         return
     from rich.live import Live
 
-    with contextlib.suppress(KeyboardInterrupt), Live(console=console, auto_refresh=False) as live:
+    live_view = Live(console=console(), auto_refresh=False)
+    with contextlib.suppress(KeyboardInterrupt), live_view as live:
         while True:
             progress = store.progress(campaign_id)
             live.update(campaign_status_table(progress.to_dict()), refresh=True)
@@ -259,7 +260,7 @@ def campaign_pause(campaign_id: CampaignId) -> None:
     from cmvoice.campaigns import control
 
     control.pause(_campaign_store(), campaign_id)
-    err_console.print(f"campaign {campaign_id} paused: no call of it is sent until resumed")
+    err_console().print(f"campaign {campaign_id} paused: no call of it is sent until resumed")
 
 
 @campaign_app.command("resume")
@@ -268,7 +269,7 @@ def campaign_resume(campaign_id: CampaignId) -> None:
     from cmvoice.campaigns import control
 
     waiting = control.resume(_campaign_store(), campaign_id)
-    err_console.print(f"campaign {campaign_id} running again; {waiting:,} calls in its backlog")
+    err_console().print(f"campaign {campaign_id} running again; {waiting:,} calls in its backlog")
 
 
 @campaign_app.command("cancel")
@@ -277,7 +278,7 @@ def campaign_cancel(campaign_id: CampaignId) -> None:
     from cmvoice.campaigns import control
 
     cancelled, _ = control.cancel(_campaign_store(), campaign_id)
-    err_console.print(
+    err_console().print(
         f"campaign {campaign_id} cancelled; {cancelled:,} queued calls will not be sent"
     )
 
@@ -325,7 +326,7 @@ def _write_page(store: CampaignStore, campaign_id: str, path: Path) -> None:
         raise typer.BadParameter(
             f"cannot write {path}: {exc.strerror}", param_hint="--html"
         ) from None
-    err_console.print(f"campaign page written to {path} (open it in a browser)", markup=False)
+    err_console().print(f"campaign page written to {path} (open it in a browser)", markup=False)
 
 
 def _write_csv_report(store: CampaignStore, campaign_id: str, out: str, *, unmask: bool) -> None:
@@ -343,12 +344,14 @@ def _write_csv_report(store: CampaignStore, campaign_id: str, out: str, *, unmas
             message = f"cannot write {out}: {exc.strerror}"
             raise typer.BadParameter(message, param_hint="--out") from None
         where = out
-    err_console.print(f"{count:,} rows written to {where}", markup=False)
+    err_console().print(f"{count:,} rows written to {where}", markup=False)
     if unmask:
-        err_console.print("the report holds full phone numbers: keep it safe, delete it after use")
+        err_console().print(
+            "the report holds full phone numbers: keep it safe, delete it after use"
+        )
 
 
 @campaign_app.command("list")
 def campaign_list() -> None:
     """Every campaign still in Redis, newest first (an id starts with its UTC start date)."""
-    console.print(campaign_list_table(_campaign_store().list_campaigns()))
+    console().print(campaign_list_table(_campaign_store().list_campaigns()))

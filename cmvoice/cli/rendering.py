@@ -2,22 +2,50 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from cmvoice.campaigns.model import Campaign
     from cmvoice.errors import InvalidInstruction
 
-#: Tables and other output meant for people.
-console = Console()
-#: Messages, progress and errors: standard error, so standard output stays for data.
-err_console = Console(stderr=True, soft_wrap=True)
+# rich is imported when something is first shown through it, not with the command: `cmvoice
+# send` prints a plain id, and rich's import is a sixth of its start-up.
+
+
+@functools.cache
+def console() -> Console:
+    """Tables and other output meant for people."""
+    from rich.console import Console
+
+    return Console()
+
+
+@functools.cache
+def err_console() -> Console:
+    """Messages, progress and errors: standard error, so standard output stays for data."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def escape(text: str) -> str:
+    """``text`` shown as it is, never read as rich markup."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(text)
+
+
+def _table(**options: Any) -> Table:
+    from rich.table import Table
+
+    return Table(**options)
+
 
 #: Columns of the attempts of one call, in ``call status``.
 ATTEMPT_COLUMNS = ("instruction_id", "state", "result_code", "finished_on", "last_error")
@@ -35,11 +63,11 @@ def print_field_errors(
     hints: Mapping[str, str] | None = None,
 ) -> None:
     """Each broken rule on its own line; ``hints`` (field -> advice) follow their field's line."""
-    err_console.print(f"[red]{label}: invalid {exc.kind} instruction[/red]")
+    err_console().print(f"[red]{label}: invalid {exc.kind} instruction[/red]")
     for error in exc.errors:
         hint = (hints or {}).get(error.field)
         # Values come from the user's input: print them as text, never as rich markup.
-        err_console.print(f"  {error}" + (f"; {hint}" if hint else ""), markup=False)
+        err_console().print(f"  {error}" + (f"; {hint}" if hint else ""), markup=False)
 
 
 def duration(seconds: float | None) -> str:
@@ -53,7 +81,7 @@ def duration(seconds: float | None) -> str:
 
 def record_table(view: Mapping[str, Any]) -> Table:
     """One call's fields, a name and a value per line."""
-    table = Table(show_header=False, box=None)
+    table = _table(show_header=False, box=None)
     for name, value in view.items():
         table.add_row(f"[bold]{name}[/bold]", escape(str(value)))
     return table
@@ -61,7 +89,7 @@ def record_table(view: Mapping[str, Any]) -> Table:
 
 def attempts_table(chain: Iterable[Mapping[str, Any]]) -> Table:
     """The attempts of one call (the first, then each redial), numbered from 1."""
-    table = Table(title="attempts")
+    table = _table(title="attempts")
     table.add_column("#")
     for column in ATTEMPT_COLUMNS:
         table.add_column(column)
@@ -74,7 +102,7 @@ def attempts_table(chain: Iterable[Mapping[str, Any]]) -> Table:
 
 def campaign_status_table(data: Mapping[str, Any]) -> Table:
     """``campaign status``: the campaign's ``CampaignProgress.to_dict()`` for a person."""
-    table = Table(show_header=False, box=None, title=f"campaign {data['campaign_id']}")
+    table = _table(show_header=False, box=None, title=f"campaign {data['campaign_id']}")
     table.add_row("name", escape(str(data["name"])))
     table.add_row("phase", f"[bold]{data['phase']}[/bold] ({data['kind']})")
     rows = (
@@ -113,7 +141,7 @@ def campaign_status_table(data: Mapping[str, Any]) -> Table:
 
 def campaign_list_table(campaigns: Iterable[Campaign]) -> Table:
     """``campaign list``: one line per campaign, its rows counted as ``campaign status`` does."""
-    table = Table(box=None, header_style="bold")
+    table = _table(box=None, header_style="bold")
     # The id is what people copy: it never wraps or shrinks; the name gives way first.
     table.add_column("id", no_wrap=True, min_width=17)
     table.add_column("name", overflow="ellipsis", no_wrap=True, max_width=30)

@@ -80,7 +80,7 @@ def _broker_for(command: str) -> Iterator[Settings]:
     server = EmbeddedRedis(
         port=settings.embedded_redis_port, data_dir=settings.data_dir / "redis", persistent=True
     )
-    err_console.print(
+    err_console().print(
         f"{command}: no CMVOICE_BROKER_URL set; starting an embedded Redis on {server.url} "
         f"(data in {server.data_dir})"
     )
@@ -291,7 +291,7 @@ def simulator(
     )
     dev_only = config.tokens == (DEV_PRODUCT_TOKEN,)
     tokens = "the dev token" if dev_only else f"{len(config.tokens)} token(s) (hidden)"
-    err_console.print(
+    err_console().print(
         f"CM simulator on http://{host}:{port}{config.prefix}/{{Notification,OTP,DTMF}}, "
         f"accepting {tokens}, time scale {time_scale:g}; control API at /_sim"
     )
@@ -346,7 +346,7 @@ def dev(
         demo_timeout_s=demo_timeout,
         includes=tuple(include or ()),
     )
-    raise typer.Exit(run_dev(settings, options, console))
+    raise typer.Exit(run_dev(settings, options, console()))
 
 
 def keygen() -> None:

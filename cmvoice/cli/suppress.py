@@ -37,7 +37,7 @@ def _numbers_or_exit(numbers: list[str]) -> None:
         except ValueError as exc:
             bad.append(f"  {mask_number(number)}: {exc}")
     if bad:
-        err_console.print(
+        err_console().print(
             "not international numbers (nothing changed):\n" + "\n".join(bad), markup=False
         )
         raise typer.Exit(1)
@@ -49,7 +49,7 @@ def suppress_add(numbers: Numbers) -> None:
     _numbers_or_exit(numbers)
     suppressions = _list()
     added = suppressions.add(numbers, source="cli")
-    err_console.print(f"{added} number(s) added; {len(numbers) - added} were on the list already")
+    err_console().print(f"{added} number(s) added; {len(numbers) - added} were on the list already")
 
 
 @suppress_app.command("remove")
@@ -58,7 +58,7 @@ def suppress_remove(numbers: Numbers) -> None:
     _numbers_or_exit(numbers)
     suppressions = _list()
     removed = suppressions.remove(numbers)
-    err_console.print(f"{removed} number(s) removed; {len(numbers) - removed} were not on it")
+    err_console().print(f"{removed} number(s) removed; {len(numbers) - removed} were not on it")
 
 
 @suppress_app.command("check")
@@ -88,8 +88,8 @@ def suppress_list() -> None:
         table.add_column(column)
     for entry in suppressions.entries():
         table.add_row(entry.masked, format_ms(str(entry.added_at_ms)), entry.source)
-    console.print(table)
-    err_console.print(f"{len(suppressions)} number(s) suppressed")
+    console().print(table)
+    err_console().print(f"{len(suppressions)} number(s) suppressed")
 
 
 @suppress_app.command("import")
@@ -104,7 +104,7 @@ def suppress_import(
     suppressions = _list()
     added, errors = suppressions.import_file(file)
     for line, error in errors:
-        err_console.print(f"line {line}: {error}", markup=False)
-    err_console.print(f"{added} number(s) added from {file}; {len(errors)} line(s) refused")
+        err_console().print(f"line {line}: {error}", markup=False)
+    err_console().print(f"{added} number(s) added from {file}; {len(errors)} line(s) refused")
     if errors:
         raise typer.Exit(1)
