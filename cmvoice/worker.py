@@ -58,6 +58,8 @@ TASK_MODULES = [
 ]
 #: The pacer's loop runs in every worker, next to its consumer (one releases at a time).
 PACER_STEP = "cmvoice.tasks.pacing:PacerStep"
+#: Task events for Flower flushed on a timer, many tasks' to a publish.
+EVENT_BATCHING_STEP = "cmvoice.tasks.event_batching:EventBatchingStep"
 #: Serves the worker's Prometheus metrics when a port is given (cmvoice/metrics.py).
 METRICS_STEP = "cmvoice.tasks.exporting:MetricsStep"
 #: Options of Celery's ``worker`` command that MetricsStep reads.
@@ -133,6 +135,7 @@ def create_app(settings_factory: Any = get_settings) -> Celery:
     celery_app = Celery("cmvoice", include=TASK_MODULES, set_as_current=True)
     celery_app.add_defaults(lambda: celery_config(settings_factory()))
     celery_app.steps["consumer"].add(PACER_STEP)
+    celery_app.steps["consumer"].add(EVENT_BATCHING_STEP)
     celery_app.steps["worker"].add(METRICS_STEP)
     celery_app.user_options["worker"].update(METRICS_OPTIONS)
     return celery_app
