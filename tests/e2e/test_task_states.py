@@ -56,9 +56,7 @@ def test_placed_and_waiting_calls_end_in_states_that_say_so(
     runtime.slots.release("ringing-elsewhere")
     wait_for(lambda: ledger.get(waiting.instruction_id).state is CallState.FINISHED)
     # (the worker publishes task events every fraction of a second, not with each event)
-    wait_for(
-        lambda: _first(events_of(task_events, waiting.instruction_id), "task-succeeded")
-    )
+    wait_for(lambda: _first(events_of(task_events, waiting.instruction_id), "task-succeeded"))
     events = events_of(task_events, waiting.instruction_id)
     waited = next(event for event in events if event["type"] == "task-waiting")
     assert "waiting: a concurrency slot" in waited["result"]
