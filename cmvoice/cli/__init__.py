@@ -1,6 +1,11 @@
-"""The ``cmvoice`` command: its commands assembled, ``--version``, and the error boundary."""
+"""The ``cmvoice`` command: its commands assembled, ``--version``, and the error boundary.
 
-from __future__ import annotations
+Start-up is most of what a command costs, so the command modules keep it small: they import
+what a command needs inside it, rich only when something is shown through it
+(``rendering``), and they do without ``from __future__ import annotations``: typer reads the
+annotations of every command at each start, and from strings it would compile each one anew
+(annotations naming what is imported only for type checking are quoted instead).
+"""
 
 import sys
 from typing import Annotated

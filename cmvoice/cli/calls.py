@@ -1,7 +1,5 @@
 """``cmvoice validate``, ``send`` and ``call status``: one call at a time."""
 
-from __future__ import annotations
-
 import json
 import sys
 from pathlib import Path

@@ -1,7 +1,5 @@
 """``cmvoice campaign``: start, watch, pause, resume, cancel, report and list bulk calls."""
 
-from __future__ import annotations
-
 import contextlib
 import sys
 from pathlib import Path
@@ -31,7 +29,7 @@ campaign_app = typer.Typer(
 CampaignId = Annotated[str, typer.Argument(help="The campaign id `campaign start` printed.")]
 
 
-def _campaign_store() -> CampaignStore:
+def _campaign_store() -> "CampaignStore":
     from cmvoice.campaigns.store import CampaignStore
     from cmvoice.runtime import get_runtime
 
@@ -315,7 +313,7 @@ def campaign_report(
         _write_csv_report(store, campaign_id, out, unmask=unmask)
 
 
-def _write_page(store: CampaignStore, campaign_id: str, path: Path) -> None:
+def _write_page(store: "CampaignStore", campaign_id: str, path: Path) -> None:
     from cmvoice.reporting.from_redis import campaign_page_view
     from cmvoice.reporting.page import render_campaign_page
 
@@ -329,7 +327,7 @@ def _write_page(store: CampaignStore, campaign_id: str, path: Path) -> None:
     err_console().print(f"campaign page written to {path} (open it in a browser)", markup=False)
 
 
-def _write_csv_report(store: CampaignStore, campaign_id: str, out: str, *, unmask: bool) -> None:
+def _write_csv_report(store: "CampaignStore", campaign_id: str, out: str, *, unmask: bool) -> None:
     from cmvoice.campaigns.report import write_report
 
     if out == STDOUT:

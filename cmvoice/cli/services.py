@@ -1,7 +1,5 @@
 """The long-running commands: ``worker``, ``receiver``, ``api``, ``simulator`` and ``dev``."""
 
-from __future__ import annotations
-
 import contextlib
 import importlib
 from collections.abc import Callable, Iterator
@@ -68,7 +66,7 @@ DEMO_TIMEOUT_S = lazy_default("cmvoice.dev", "DEFAULT_DEMO_TIMEOUT_S")
 
 
 @contextlib.contextmanager
-def _broker_for(command: str) -> Iterator[Settings]:
+def _broker_for(command: str) -> "Iterator[Settings]":
     """Settings for a command that needs the broker: starts the embedded Redis when none is set."""
     from cmvoice.config import get_settings
     from cmvoice.embedded_redis import EmbeddedRedis, is_answering
@@ -198,7 +196,7 @@ def api(
         )
 
 
-def _faults_problems(exc: ValidationError) -> str:
+def _faults_problems(exc: "ValidationError") -> str:
     """``--fail-429: Input should be ... (got 2.0)``; a rule between options shows no value."""
     from cmvoice.privacy import quote_value
     from cmvoice.validation_errors import describe_validation_error, dotted_location

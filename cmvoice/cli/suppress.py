@@ -1,7 +1,5 @@
 """``cmvoice suppress``: the opt-out list, numbers never called (kept masked and hashed)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,7 +17,7 @@ suppress_app = typer.Typer(
 Numbers = Annotated[list[str], typer.Argument(help="Numbers in international format.")]
 
 
-def _list() -> SuppressionList:
+def _list() -> "SuppressionList":
     from cmvoice.rules.suppression import SuppressionList
     from cmvoice.runtime import get_runtime
 
