@@ -7,14 +7,21 @@ medians and 90th percentiles over the rounds. Bytecode is cached first, as a pip
 package has it (``PYTHONDONTWRITEBYTECODE`` is cleared for the children). Figures only; nothing
 is asserted. Target (the on-call issue): under 0.5 s for ``--help`` and ``send``.
 
-Run: ``python -m bench startup [--rounds 15]`` (or ``make bench`` for all).
+The wall time swings with the shared machine's load (a bare interpreter start by a third and
+more between runs); ``--instructions`` also counts each command's instructions once under
+valgrind's callgrind (where valgrind is installed), a figure that does not move with the load
+and compares commits.
+
+Run: ``python -m bench startup [--rounds 15] [--instructions]`` (or ``make bench`` for all).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +54,16 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def instructions(args: list[str], env: dict[str, str]) -> int:
+    """Instructions ``args`` executes, counted by callgrind (run once: the count is stable)."""
+    callgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    done = subprocess.run([*callgrind, *args], env=env, capture_output=True, check=True)
+    found = re.search(rb"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"no count from callgrind: {done.stderr.decode()[-500:]}")
+    return int(found.group(1))
+
+
 def commands(round_no: int) -> dict[str, Callable[[], list[str]]]:
     """What each round runs; every send calls a number of its own (no rule refuses it)."""
     send = [CMVOICE, "send", "notification", "--caller", CALLER, "--prompt", "Your parcel."]
@@ -61,6 +78,9 @@ def commands(round_no: int) -> dict[str, Callable[[], list[str]]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=sys.argv[0], description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15, help="rounds (default 15)")
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind)"
+    )
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="cmvoice-bench-") as tmp,
@@ -85,6 +105,11 @@ def main(argv: list[str] | None = None) -> None:
                 wall, cpu_s = timed(command(), env)
                 times[name].append(wall)
                 cpu[name].append(cpu_s)
+        counted: dict[str, int] = {}
+        if args.instructions and shutil.which("valgrind"):
+            counted = {name: instructions(command(), env) for name, command in commands(-2).items()}
+        elif args.instructions:
+            print("--instructions: valgrind is not installed; counts skipped")
     baseline = median(times["python -c pass (baseline)"])
     print(f"{args.rounds} rounds; seconds per command: wall median, p90, CPU median;")
     print(f"target: wall median < {TARGET_S} s")
@@ -95,3 +120,5 @@ def main(argv: list[str] | None = None) -> None:
             f"  {name:28} {middle:.3f}  p90 {percentile(values, 0.9):.3f}"
             f"  CPU {median(cpu[name]):.3f}  (baseline + {middle - baseline:.3f}){verdict}"
         )
+    for name, count in counted.items():
+        print(f"  {name:28} {count / 1e6:,.0f}M instructions (callgrind)")
