@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from bench.measure import median, percentile
@@ -64,14 +63,14 @@ def instructions(args: list[str], env: dict[str, str]) -> int:
     return int(found.group(1))
 
 
-def commands(round_no: int) -> dict[str, Callable[[], list[str]]]:
+def commands(round_no: int) -> dict[str, list[str]]:
     """What each round runs; every send calls a number of its own (no rule refuses it)."""
     send = [CMVOICE, "send", "notification", "--caller", CALLER, "--prompt", "Your parcel."]
     return {
-        "python -c pass (baseline)": lambda: [sys.executable, "-c", "pass"],
-        "cmvoice --help": lambda: [CMVOICE, "--help"],
-        "cmvoice send --help": lambda: [CMVOICE, "send", "--help"],
-        "cmvoice send notification": lambda: [*send, "--callee", f"+316{30000000 + round_no:08d}"],
+        "python -c pass (baseline)": [sys.executable, "-c", "pass"],
+        "cmvoice --help": [CMVOICE, "--help"],
+        "cmvoice send --help": [CMVOICE, "send", "--help"],
+        "cmvoice send notification": [*send, "--callee", f"+316{30000000 + round_no:08d}"],
     }
 
 
@@ -99,15 +98,15 @@ def main(argv: list[str] | None = None) -> None:
         times: dict[str, list[float]] = {name: [] for name in commands(0)}
         cpu: dict[str, list[float]] = {name: [] for name in commands(0)}
         for command in commands(-1).values():  # warm-up: bytecode and the disk cache
-            timed(command(), env)
+            timed(command, env)
         for round_no in range(args.rounds):
             for name, command in commands(round_no).items():
-                wall, cpu_s = timed(command(), env)
+                wall, cpu_s = timed(command, env)
                 times[name].append(wall)
                 cpu[name].append(cpu_s)
         counted: dict[str, int] = {}
         if args.instructions and shutil.which("valgrind"):
-            counted = {name: instructions(command(), env) for name, command in commands(-2).items()}
+            counted = {name: instructions(command, env) for name, command in commands(-2).items()}
         elif args.instructions:
             print("--instructions: valgrind is not installed; counts skipped")
     baseline = median(times["python -c pass (baseline)"])
