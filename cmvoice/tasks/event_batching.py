@@ -4,12 +4,13 @@ Celery's worker buffers task events (``task.multi`` messages, which Flower reads
 ones) but flushes the buffer at the next turn of its event loop after every event. At a hundred
 calls a second that is hundreds of publishes a second, each a Redis round trip on the consumer's
 thread, the thread that also takes every message in. This step flushes every
-``FLUSH_INTERVAL_S`` instead (and Celery still flushes a buffer that reaches its limit at once),
-so one publish carries the events of many tasks; Flower shows a task at most that much later.
+``FLUSH_INTERVAL_S`` instead, so one publish carries the events of many tasks; Flower shows a
+task at most that much later.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery import bootsteps
@@ -36,6 +37,13 @@ class EventBatchingStep(bootsteps.StartStopStep):
         if parent.hub is None or dispatcher is None or not dispatcher.enabled:
             return  # no event loop (Celery then publishes each event at once), or no events
         dispatcher.on_send_buffered = None
+        # Only the event loop's thread may publish on the dispatcher's connection. Celery
+        # flushes a buffer that reaches its limit in the thread that filled it, which with the
+        # thread pool is a task's thread; on RabbitMQ the loop also reads that connection's
+        # socket (for heartbeats) and can take the reply a task's thread waits for, leaving it
+        # waiting forever with the dispatcher's lock held: the whole worker stops. Without a
+        # limit, tasks' threads only append, and the timer below publishes.
+        dispatcher.buffer_limit = sys.maxsize
         self._timer_entry = parent.timer.call_repeatedly(
             FLUSH_INTERVAL_S, self._flush, (parent,), priority=10
         )
