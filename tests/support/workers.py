@@ -8,11 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery.worker import WorkController
 
 CMVOICE = str(Path(sys.executable).parent / "cmvoice")
 
@@ -25,30 +28,80 @@ def worker_env(settings: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+class _ThreadWorker(WorkController):
+    """A worker that says when its consumer is ready (Celery's test worker waits for that
+    without a timeout, so a worker that never starts would hang the suite)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.consuming = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def on_consumer_ready(self, consumer: Any) -> None:
+        self.consuming.set()
+
+
 @contextlib.contextmanager
-def thread_worker(app: Celery, queues: Sequence[str], *, concurrency: int = 8) -> Iterator[Any]:
-    """A Celery worker (thread pool) in this process, consuming ``queues``, stopped on exit."""
-    from celery.contrib.testing.worker import start_worker
+def thread_worker(
+    app: Celery,
+    queues: Sequence[str],
+    *,
+    concurrency: int = 8,
+    start_timeout_s: float = 30.0,
+    stop_timeout_s: float = 30.0,
+) -> Iterator[WorkController]:
+    """A Celery worker (thread pool) in this process, consuming ``queues``, stopped on exit.
+
+    A worker that does not start, or does not stop, fails its test with the stack of the
+    worker's thread: the rest of the run goes on (Celery's own test worker would wait forever,
+    or leave the stop flag set and so stop every later worker as soon as it starts).
+    """
+    from celery._state import _set_task_join_will_block
+    from celery.contrib.testing.worker import setup_app_for_worker
+    from celery.utils.nodenames import anon_nodename
     from celery.worker import state
 
-    with start_worker(
-        app,
+    setup_app_for_worker(app, "WARNING", None)
+    state.should_terminate = None
+    worker = _ThreadWorker(
+        app=app,
+        hostname=anon_nodename(),
         pool="threads",
         concurrency=concurrency,
-        perform_ping_check=False,
         queues=list(queues),
-        shutdown_timeout=30,
         loglevel="WARNING",
-    ) as running:
-        try:
-            yield running
-        finally:
-            # Stop, and wake the consumer's event loop with a message: on RabbitMQ it sleeps
-            # in poll() until its next timer, up to 10 s, before it sees the stop. Without a
-            # broker to send it, the worker still stops, only later.
-            state.should_terminate = 0
-            with contextlib.suppress(Exception):
-                app.control.broadcast("ping", destination=[running.hostname], reply=False)
+        logfile=None,
+        ready_callback=None,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    thread = threading.Thread(target=worker.start, name="celery-worker", daemon=True)
+    thread.start()
+    try:
+        if not worker.consuming.wait(start_timeout_s):
+            raise AssertionError(
+                f"the worker did not start consuming within {start_timeout_s:g} s; "
+                f"its thread:\n{_stack_of(thread)}"
+            )
+        _set_task_join_will_block(False)
+        yield worker
+    finally:
+        # Stop, and wake the consumer's event loop with a message: on RabbitMQ it sleeps
+        # in poll() until its next timer before it sees the stop. Without a broker to send
+        # it, the worker still stops, only later.
+        state.should_terminate = 0
+        with contextlib.suppress(Exception):
+            app.control.broadcast("ping", destination=[worker.hostname], reply=False)
+        thread.join(stop_timeout_s)
+        stuck = _stack_of(thread) if thread.is_alive() else None
+        state.should_terminate = None
+    if stuck is not None:
+        raise AssertionError(f"the worker did not stop within {stop_timeout_s:g} s:\n{stuck}")
+
+
+def _stack_of(thread: threading.Thread) -> str:
+    frame = sys._current_frames().get(thread.ident or -1)
+    return "".join(traceback.format_stack(frame)) if frame is not None else "(thread ended)"
 
 
 class WorkerProcess:
