@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cmvoice.calls import CallState
 from cmvoice.messages import HANDLE_RESULT_TASK
 from cmvoice.producer import enqueue
@@ -32,6 +34,7 @@ def lifecycle_by_task(events: list[dict[str, Any]], name: str, call: str) -> dic
     return seen
 
 
+@pytest.mark.rabbitmq
 def test_every_event_arrives_even_from_a_worker_stopped_right_after_its_last_task(
     stack: Stack, tmp_path: Path, task_events: list[dict[str, Any]]
 ) -> None:

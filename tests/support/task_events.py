@@ -17,18 +17,14 @@ from cmvoice.worker import app
 def task_events() -> Iterator[list[dict[str, Any]]]:
     """Every Celery event sent while the test runs (what Flower would show)."""
     events: list[dict[str, Any]] = []
-    stop = threading.Event()
+    connection = app.connection_for_read()
+    receiver = app.events.Receiver(connection, handlers={"*": events.append})
 
     def capture() -> None:
-        with app.connection_for_read() as connection:
-            receiver = app.events.Receiver(connection, handlers={"*": events.append})
-            while not stop.is_set():
-                try:
-                    for _ in receiver.itercapture(limit=None, timeout=0.2, wakeup=False):
-                        if stop.is_set():
-                            break
-                except TimeoutError:
-                    continue
+        # One consumer for the whole test, as Flower has: its queue is deleted when its
+        # consumer goes, and what is published until the next one subscribes is lost.
+        with connection:
+            receiver.capture(limit=None, timeout=None, wakeup=False)
 
     thread = threading.Thread(target=capture, daemon=True)
     thread.start()
@@ -45,5 +41,5 @@ def task_events() -> Iterator[list[dict[str, Any]]]:
     try:
         yield events
     finally:
-        stop.set()
+        receiver.should_stop = True
         thread.join(5)
