@@ -4,8 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# A pass that hangs is interrupted (pytest then prints what ran and what failed) long before
+# CI's own limit: the whole suite takes about 10 minutes. --foreground keeps Ctrl-C working.
+BOUNDED := timeout --foreground --signal=INT --kill-after=60
 
 .PHONY: run test lint typecheck unit rabbitmq bench clean
+# One target at a time, even under make -j: the two test passes share two cores and the
+# machine's RabbitMQ, and their waits are timed.
+.NOTPARALLEL:
 
 run: $(STAMP)  ## start the whole system on the embedded default and show a demo
 	$(BIN)/cmvoice dev --demo
@@ -20,12 +26,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BOUNDED) 2400 $(BIN)/pytest
 
 # The tests marked `rabbitmq` again, with RabbitMQ (127.0.0.1:5672) as the broker, in a vhost of
 # their own; they skip, saying why, where no RabbitMQ runs (unless CMVOICE_TEST_RABBITMQ_REQUIRED).
 rabbitmq: $(STAMP)  ## the broker-dependent tests with RabbitMQ as the broker
-	CMVOICE_TEST_BROKER=rabbitmq $(BIN)/pytest -m rabbitmq tests/e2e tests/faults
+	CMVOICE_TEST_BROKER=rabbitmq $(BOUNDED) 900 $(BIN)/pytest -m rabbitmq tests/e2e tests/faults
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
